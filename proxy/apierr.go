@@ -75,8 +75,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if e := jsonError(err); e.Status == http.StatusRequestEntityTooLarge {
-			return e
+		if err != nil {
+			if e := jsonError(err); e.Status == http.StatusRequestEntityTooLarge {
+				return e
+			}
 		}
 		return badRequest("", "body must hold a single JSON object")
 	}

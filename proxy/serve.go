@@ -17,7 +17,7 @@ const ShutdownTimeout = 8 * time.Second
 // then shuts down: it stops accepting, ends device streams with a retry
 // hint, closes origin connections and workers. The caller closes the store.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	if err := g.Start(ctx); err != nil {
+	if err := g.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	// No ReadTimeout: it would cut device streams, which never end their

@@ -36,7 +36,9 @@ func runServe(ctx context.Context, cfg config.Config, fromFile bool, logger *slo
 			logger.Error("closing store", slog.Any("err", cerr))
 		}
 	}()
-	keys, err := vapidKeys(ctx, cfg, st, logger)
+	// Start-up is short and bounded; a signal during it is a request to
+	// stop after it, not a failure of it.
+	keys, err := vapidKeys(context.WithoutCancel(ctx), cfg, st, logger)
 	if err != nil {
 		return err
 	}
