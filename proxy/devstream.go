@@ -15,10 +15,10 @@ import (
 const (
 	// pageSize bounds each read of a log while replaying.
 	pageSize = 256
-	// writeTimeout ends the stream of a device that cannot take a page of
-	// events within it: a device too far behind resumes by Last-Event-ID
-	// instead of holding memory or a worker.
-	writeTimeout = 10 * time.Second
+	// defaultSlowDeviceTimeout ends the stream of a device that cannot take
+	// a page of events within it: a device too far behind resumes by
+	// Last-Event-ID instead of holding memory or a worker.
+	defaultSlowDeviceTimeout = 10 * time.Second
 	// gapType is the event that tells a device its resume point is gone.
 	gapType = "wakeline.gap"
 )
@@ -189,7 +189,7 @@ func (s *devStream) writeEvents(evs []store.Event) error {
 }
 
 func (s *devStream) deadline() error {
-	err := s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	err := s.rc.SetWriteDeadline(time.Now().Add(s.g.slowAfter))
 	if errors.Is(err, http.ErrNotSupported) {
 		return nil
 	}

@@ -28,18 +28,20 @@ const regToken = "reg-secret"
 // env is a gateway over real HTTP on loopback with a bolt file, a real
 // origin and a push service that decrypts and checks VAPID.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context // bounds every wait of the test
 	origin *upstreamtest.Origin
 	push   *pushtest.Server
 	cfg    config.Config
 	path   string
-	st     store.Store
-	gw     *proxy.Gateway
-	front  *httptest.Server
+	// slowAfter is the gateway's SlowDeviceTimeout; set before start.
+	slowAfter time.Duration
+	st        store.Store
+	gw        *proxy.Gateway
+	front     *httptest.Server
 }
 
-func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -84,7 +86,7 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := proxy.New(proxy.Options{Config: e.cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
+	gw, err := proxy.New(proxy.Options{Config: e.cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public, SlowDeviceTimeout: e.slowAfter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +207,7 @@ func (e *env) state(d device) state {
 
 // stream is a device's open event stream.
 type stream struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	dec    *upstream.Decoder
 	cancel context.CancelFunc

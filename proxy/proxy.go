@@ -49,6 +49,10 @@ type Options struct {
 	OriginClient *http.Client
 	// PushWorkers is the number of concurrent wake senders; 0 means 8.
 	PushWorkers int
+	// SlowDeviceTimeout ends a device stream that cannot take a write for
+	// this long (its socket buffers are full); 0 means 10s. The device
+	// resumes by Last-Event-ID; nothing is queued for it in memory.
+	SlowDeviceTimeout time.Duration
 }
 
 // subEntry is one device following one stream.
@@ -67,6 +71,7 @@ type Gateway struct {
 	regAuth     registrationAuth
 	upstreams   map[string]config.Upstream
 	origin      *http.Client
+	slowAfter   time.Duration
 	vapidPublic string
 
 	queue   *push.Queue
@@ -121,6 +126,10 @@ func New(o Options) (*Gateway, error) {
 	}
 	for _, u := range o.Config.Upstreams {
 		g.upstreams[u.Name] = u
+	}
+	g.slowAfter = o.SlowDeviceTimeout
+	if g.slowAfter <= 0 {
+		g.slowAfter = defaultSlowDeviceTimeout
 	}
 	g.bg, g.stopBG = context.WithCancel(context.Background())
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
