@@ -182,9 +182,10 @@ func TestTwoStreamsOfOneDeviceAtOnce(t *testing.T) {
 	old.close()
 	emit(e.origin, "4")
 	racing.expect("e4")
-	if st := e.state(d); !st.Subscriptions[0].Connected || st.Subscriptions[0].LastEventID != "4" {
-		t.Fatalf("state %+v", st.Subscriptions[0])
-	}
+	e.eventually("cursor at 4", func() bool {
+		st := e.state(d).Subscriptions[0]
+		return st.Connected && st.LastEventID == "4"
+	})
 	e.noWake()
 }
 

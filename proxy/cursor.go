@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -15,14 +16,13 @@ import (
 // Last-Event-ID see up to this much again; one that sends its id never does.
 const cursorFlushEvery = 250 * time.Millisecond
 
+// cursorShards spreads the cursor maps over several locks: thousands of
+// device streams set their cursor at the same instant after each event.
+const cursorShards = 64
+
 type cursorKey struct{ device, upstream string }
 
-// cursors coalesces cursor updates of live device streams, so that an event
-// delivered to 5,000 devices costs a few group commits, not 5,000.
-type cursors struct {
-	st  store.Delivery
-	log *slog.Logger
-
+type cursorShard struct {
 	mu      sync.Mutex
 	pending map[cursorKey]uint64
 	// seen keeps the newest position handed to a device, flushed or not, so
@@ -30,52 +30,86 @@ type cursors struct {
 	seen map[cursorKey]uint64
 }
 
+// cursors coalesces cursor updates of live device streams, so that an event
+// delivered to 5,000 devices costs a few group commits, not 5,000.
+type cursors struct {
+	st     store.Delivery
+	log    *slog.Logger
+	seed   maphash.Seed
+	shards [cursorShards]cursorShard
+}
+
 func newCursors(st store.Delivery, log *slog.Logger) *cursors {
-	return &cursors{st: st, log: log, pending: map[cursorKey]uint64{}, seen: map[cursorKey]uint64{}}
+	c := &cursors{st: st, log: log, seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].pending = map[cursorKey]uint64{}
+		c.shards[i].seen = map[cursorKey]uint64{}
+	}
+	return c
+}
+
+func (c *cursors) shard(device string) *cursorShard {
+	return &c.shards[maphash.String(c.seed, device)%cursorShards]
 }
 
 func (c *cursors) set(device, upstream string, pos uint64) {
 	k := cursorKey{device, upstream}
-	c.mu.Lock()
-	if pos > c.seen[k] {
-		c.seen[k] = pos
-		c.pending[k] = pos
+	sh := c.shard(device)
+	sh.mu.Lock()
+	if pos > sh.seen[k] {
+		sh.seen[k] = pos
+		sh.pending[k] = pos
 	}
-	c.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 func (c *cursors) requeue(k cursorKey, pos uint64) {
-	c.mu.Lock()
-	if pos > c.pending[k] {
-		c.pending[k] = pos
+	sh := c.shard(k.device)
+	sh.mu.Lock()
+	if pos > sh.pending[k] {
+		sh.pending[k] = pos
 	}
-	c.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 // delivered returns the newest position handed to the device in this process.
 func (c *cursors) delivered(device, upstream string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.seen[cursorKey{device, upstream}]
+	sh := c.shard(device)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.seen[cursorKey{device, upstream}]
 }
 
 func (c *cursors) forget(device string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range c.seen {
+	sh := c.shard(device)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for k := range sh.seen {
 		if k.device == device {
-			delete(c.seen, k)
-			delete(c.pending, k)
+			delete(sh.seen, k)
+			delete(sh.pending, k)
 		}
 	}
 }
 
+// take empties the pending maps.
+func (c *cursors) take() map[cursorKey]uint64 {
+	batch := map[cursorKey]uint64{}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k, v := range sh.pending {
+			batch[k] = v
+		}
+		clear(sh.pending)
+		sh.mu.Unlock()
+	}
+	return batch
+}
+
 // flush writes every pending cursor, concurrently so the store can group them.
 func (c *cursors) flush(ctx context.Context) error {
-	c.mu.Lock()
-	batch := c.pending
-	c.pending = make(map[cursorKey]uint64, len(batch))
-	c.mu.Unlock()
+	batch := c.take()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	for k, pos := range batch {

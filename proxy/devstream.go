@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/wakeline/wakeline/store"
 	"github.com/wakeline/wakeline/upstream"
 )
 
 const (
-	// pageSize bounds each read of a log while replaying.
-	pageSize = 256
+	// defaultPageSize bounds each read of a log (stream.send_buffer).
+	defaultPageSize = 256
 	// defaultSlowDeviceTimeout ends the stream of a device that cannot take
 	// a page of events within it: a device too far behind resumes by
 	// Last-Event-ID instead of holding memory or a worker.
@@ -28,6 +27,7 @@ type devStream struct {
 	g      *Gateway
 	key    cursorKey
 	stream string
+	tail   *tail
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	enc    *upstream.Encoder
@@ -62,7 +62,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, done := g.openConn(r.Context(), d.ID)
 	defer done()
-	notify, unwatch := g.tailFor(sub.Stream).watch()
+	tl := g.tailFor(sub.Stream)
+	notify, unwatch := tl.watch()
 	defer unwatch()
 	g.enter(ctx, key)
 	defer g.leave(key, sub.Stream)
@@ -72,7 +73,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s := &devStream{g: g, key: key, stream: sub.Stream, w: w, rc: http.NewResponseController(w), enc: upstream.NewEncoder(w), after: start}
+	s := &devStream{g: g, key: key, stream: sub.Stream, tail: tl, w: w, rc: http.NewResponseController(w), enc: upstream.NewEncoder(w), after: start}
 	if err := s.run(ctx, notify, asked, gap); err != nil && ctx.Err() == nil {
 		g.log.Debug("proxy: device stream ended", slog.String(keyDevice, d.ID), slog.Any(keyErr, err))
 	}
@@ -134,7 +135,11 @@ func (s *devStream) run(ctx context.Context, notify <-chan struct{}, asked strin
 func (s *devStream) catchUp(ctx context.Context, asked string, gap bool) error {
 	first := true
 	for {
-		evs, readGap, err := s.g.read(ctx, s.stream, s.after, pageSize, s.live)
+		var tl *tail
+		if s.live {
+			tl = s.tail
+		}
+		evs, readGap, err := s.g.read(ctx, s.stream, tl, s.after, s.g.pageSize())
 		if err != nil {
 			return err
 		}
@@ -153,10 +158,10 @@ func (s *devStream) catchUp(ctx context.Context, asked string, gap bool) error {
 	}
 }
 
-func (s *devStream) writeGap(asked string, evs []store.Event) error {
+func (s *devStream) writeGap(asked string, evs []wireEvent) error {
 	oldest := ""
 	if len(evs) > 0 {
-		oldest = eventID(evs[0])
+		oldest = evs[0].id
 	}
 	data, _ := json.Marshal(map[string]string{"last_event_id": asked, "oldest_event_id": oldest})
 	if err := s.deadline(); err != nil {
@@ -165,20 +170,21 @@ func (s *devStream) writeGap(asked string, evs []store.Event) error {
 	return s.enc.Encode(upstream.Event{Type: gapType, Data: string(data)})
 }
 
-func (s *devStream) writeEvents(evs []store.Event) error {
-	if err := s.deadline(); err != nil {
-		return err
-	}
+func (s *devStream) writeEvents(evs []wireEvent) error {
 	for _, ev := range evs {
-		err := s.enc.Encode(upstream.Event{Type: ev.Type, Data: ev.Data, ID: eventID(ev), HasID: true})
-		if err != nil {
+		// A device is slow when it cannot take one event in time, however
+		// long a replay page is.
+		if err := s.deadline(); err != nil {
+			return err
+		}
+		if _, err := s.w.Write(ev.wire); err != nil {
 			return s.slow(err)
 		}
 	}
 	if err := s.rc.Flush(); err != nil {
 		return s.slow(err)
 	}
-	s.after = evs[len(evs)-1].Pos
+	s.after = evs[len(evs)-1].pos
 	s.g.cursors.set(s.key.device, s.key.upstream, s.after)
 	if s.live {
 		s.g.metrics.live.Add(float64(len(evs)))
@@ -209,17 +215,17 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// read serves live readers from the in-memory tail when it covers pos,
-// else reads the store. A replay always reads the store, which alone knows
+// read serves live readers from their stream's in-memory tail (nil for a
+// replay) when it covers pos, else reads the store. A replay always reads the store, which alone knows
 // what retention removed.
-func (g *Gateway) read(ctx context.Context, stream string, after uint64, limit int, live bool) ([]store.Event, bool, error) {
-	if live {
-		if evs, ok := g.tailFor(stream).after(after, limit); ok {
+func (g *Gateway) read(ctx context.Context, stream string, tl *tail, after uint64, limit int) ([]wireEvent, bool, error) {
+	if tl != nil {
+		if evs, ok := tl.after(after, limit); ok {
 			return evs, false, nil
 		}
 	}
 	p, err := g.st.Read(ctx, stream, after, limit)
-	return p.Events, p.Gap, err
+	return encodeEvents(p.Events), p.Gap, err
 }
 
 // openConn registers a stream so that deleting the device or shutting down
@@ -297,4 +303,12 @@ func (g *Gateway) retryHint() time.Duration {
 		return g.cfg.Stream.Retry
 	}
 	return 5 * time.Second
+}
+
+// pageSize is how many events one read of a log returns at most.
+func (g *Gateway) pageSize() int {
+	if n := g.cfg.Stream.SendBuffer; n > 0 {
+		return min(n, 4096)
+	}
+	return defaultPageSize
 }

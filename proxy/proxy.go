@@ -53,6 +53,11 @@ type Options struct {
 	// this long (its socket buffers are full); 0 means 10s. The device
 	// resumes by Last-Event-ID; nothing is queued for it in memory.
 	SlowDeviceTimeout time.Duration
+	// OnWake, if set, is called with the outcome of every wake message:
+	// when the event that asked for it was received, when the push service
+	// answered (zero if it never did), and the error (nil: delivered). It
+	// runs on the gateway's goroutines and must be quick. Benchmarks use it.
+	OnWake func(device, upstream string, received, answered time.Time, err error)
 }
 
 // subEntry is one device following one stream.
@@ -72,6 +77,7 @@ type Gateway struct {
 	upstreams   map[string]config.Upstream
 	origin      *http.Client
 	slowAfter   time.Duration
+	onWake      func(device, upstream string, received, answered time.Time, err error)
 	vapidPublic string
 
 	queue   *push.Queue
@@ -127,6 +133,7 @@ func New(o Options) (*Gateway, error) {
 	for _, u := range o.Config.Upstreams {
 		g.upstreams[u.Name] = u
 	}
+	g.onWake = o.OnWake
 	g.slowAfter = o.SlowDeviceTimeout
 	if g.slowAfter <= 0 {
 		g.slowAfter = defaultSlowDeviceTimeout
@@ -234,6 +241,9 @@ func (g *Gateway) recordResults(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case r := <-g.results:
+			if g.onWake != nil {
+				g.onWake(r.Job.Device, r.Job.Upstream, r.Job.Enqueued, r.Answered, r.Err)
+			}
 			g.waker.result(ctx, r)
 		}
 	}

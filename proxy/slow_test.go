@@ -16,7 +16,7 @@ import (
 func TestSlowDeviceIsDroppedAndResumes(t *testing.T) {
 	e := newEnv(t, nil)
 	e.stop()
-	e.slowAfter = 100 * time.Millisecond
+	e.slowAfter = 300 * time.Millisecond
 	e.start()
 	slow, fast := e.register("news"), e.register("news")
 	e.waitConnected()

@@ -1,24 +1,55 @@
 package proxy
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/wakeline/wakeline/store"
+	"github.com/wakeline/wakeline/upstream"
 )
 
-// tailSize is how many recent events of a stream are kept in memory so that
-// live delivery to many devices does not read the store once per device.
-const tailSize = 1024
+const (
+	// tailSize is how many recent events of a stream are kept in memory so
+	// that live delivery to many devices neither reads the store nor
+	// encodes the event once per device.
+	tailSize = 1024
+	// tailBytes bounds the memory of one stream's tail.
+	tailBytes = 4 << 20
+)
 
-// tail is the recent end of one stream log and the set of device streams
-// waiting for it to grow. The store stays the truth: readers ask by
+// wireEvent is an event as a device stream writes it.
+type wireEvent struct {
+	pos  uint64
+	id   string // the id the device sees
+	wire []byte // id, event and data fields, and the blank line
+}
+
+// encodeEvent renders ev for a device: its origin id or the gateway's own.
+func encodeEvent(ev store.Event) wireEvent {
+	var b bytes.Buffer
+	id := eventID(ev)
+	_ = upstream.NewEncoder(&b).Encode(upstream.Event{Type: ev.Type, Data: ev.Data, ID: id, HasID: true})
+	return wireEvent{pos: ev.Pos, id: id, wire: b.Bytes()}
+}
+
+func encodeEvents(evs []store.Event) []wireEvent {
+	out := make([]wireEvent, len(evs))
+	for i, ev := range evs {
+		out[i] = encodeEvent(ev)
+	}
+	return out
+}
+
+// tail is the recent end of one stream log, encoded, and the set of device
+// streams waiting for it to grow. The store stays the truth: readers ask by
 // position, and a position older than the ring falls back to the store, so
 // the seam between replay and live has neither gap nor duplicate.
 type tail struct {
 	mu     sync.RWMutex
-	ring   []store.Event // ring[(i)%tailSize], oldest at start
+	ring   []wireEvent // oldest at start
 	start  int
 	n      int
+	bytes  int
 	last   uint64 // newest position in the ring, 0 when empty
 	waiter map[chan struct{}]struct{}
 }
@@ -29,24 +60,33 @@ func newTail() *tail {
 
 // add records appended events and wakes every waiter.
 func (t *tail) add(evs []store.Event) {
+	wire := encodeEvents(evs) // outside the lock
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ev := range evs {
-		if t.n > 0 && ev.Pos != t.last+1 {
-			t.n, t.start = 0, 0 // a hole (another writer): restart the ring
+	for _, w := range wire {
+		if t.n > 0 && w.pos != t.last+1 {
+			t.reset() // a hole (another writer): restart the ring
 		}
 		if t.ring == nil {
-			t.ring = make([]store.Event, tailSize)
+			t.ring = make([]wireEvent, tailSize)
 		}
-		if t.n == tailSize {
+		for t.n > 0 && (t.n == tailSize || t.bytes+len(w.wire) > tailBytes) {
+			t.bytes -= len(t.ring[t.start].wire)
+			t.ring[t.start] = wireEvent{}
 			t.start = (t.start + 1) % tailSize
 			t.n--
 		}
-		t.ring[(t.start+t.n)%tailSize] = ev
+		t.ring[(t.start+t.n)%tailSize] = w
 		t.n++
-		t.last = ev.Pos
+		t.bytes += len(w.wire)
+		t.last = w.pos
 	}
 	t.notifyLocked()
+}
+
+func (t *tail) reset() {
+	clear(t.ring)
+	t.n, t.start, t.bytes = 0, 0, 0
 }
 
 // notify wakes every waiter for events this process did not add (another
@@ -54,7 +94,7 @@ func (t *tail) add(evs []store.Event) {
 func (t *tail) notify() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.n, t.start = 0, 0
+	t.reset()
 	t.notifyLocked()
 }
 
@@ -69,13 +109,13 @@ func (t *tail) notifyLocked() {
 
 // after returns up to limit events after pos from the ring; ok is false
 // when the ring does not cover pos and the caller must read the store.
-func (t *tail) after(pos uint64, limit int) (evs []store.Event, ok bool) {
+func (t *tail) after(pos uint64, limit int) (evs []wireEvent, ok bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.n == 0 {
 		return nil, false
 	}
-	oldest := t.ring[t.start].Pos
+	oldest := t.ring[t.start].pos
 	if pos+1 < oldest || pos > t.last {
 		return nil, false
 	}

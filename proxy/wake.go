@@ -14,7 +14,7 @@ import (
 const (
 	// wakeWorkers claim wakes in the store concurrently, so a burst for many
 	// sleeping devices shares group commits.
-	wakeWorkers = 16
+	wakeWorkers = 64
 	// maxWakeBacklog bounds the wake requests waiting for a worker; past it a
 	// request is dropped and logged: the next event for that device asks again.
 	maxWakeBacklog = 100_000
