@@ -106,6 +106,7 @@ func (g *Gateway) ensureRunnerLocked(stream string) {
 		URL: u.URL, Header: header, HTTPClient: g.origin, Logger: g.log.With(slog.String(keyUpstream, u.Name)),
 		Backoff: upstream.Backoff{Initial: u.Retry.Initial, Max: u.Retry.Max},
 		MaxSize: g.cfg.Stream.MaxEventSize,
+		Gate:    g.gates[u.Name],
 	}
 	gauge := &originGauge{m: g.metrics}
 	c.OnState = gauge.set

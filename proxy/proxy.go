@@ -20,7 +20,14 @@ import (
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/store"
+	"github.com/wakeline/wakeline/upstream"
 )
+
+// connectsPerUpstream bounds the origin connections of one upstream being
+// set up at once: thousands of per-device streams starting together would
+// otherwise each dial (HTTP/2 dials a new connection for every request
+// waiting on a full one).
+const connectsPerUpstream = 4
 
 var (
 	// ErrClosed is returned by calls on a closed Gateway.
@@ -75,6 +82,7 @@ type Gateway struct {
 	metrics     *metrics
 	regAuth     registrationAuth
 	upstreams   map[string]config.Upstream
+	gates       map[string]*upstream.Gate // per upstream: bounds concurrent connects
 	origin      *http.Client
 	slowAfter   time.Duration
 	onWake      func(device, upstream string, received, answered time.Time, err error)
@@ -121,6 +129,7 @@ func New(o Options) (*Gateway, error) {
 		cfg: o.Config, st: o.Store, log: log, reg: reg, metrics: newMetrics(reg),
 		regAuth:     newRegistrationAuth(o.Config.Auth.RegistrationTokens),
 		upstreams:   map[string]config.Upstream{},
+		gates:       map[string]*upstream.Gate{},
 		origin:      o.OriginClient,
 		vapidPublic: o.VAPIDPublicKey,
 		results:     make(chan push.Result, 1024),
@@ -132,6 +141,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	for _, u := range o.Config.Upstreams {
 		g.upstreams[u.Name] = u
+		g.gates[u.Name] = upstream.NewGate(connectsPerUpstream)
 	}
 	g.onWake = o.OnWake
 	g.slowAfter = o.SlowDeviceTimeout

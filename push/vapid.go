@@ -32,11 +32,13 @@ func GenerateVAPIDKeys() (store.VAPIDKeys, error) {
 }
 
 // VAPIDSnippet is the YAML printed by `wakeline vapid`, ready to paste into
-// the config.
+// the config. The subject is a placeholder to replace: the config requires
+// one with keys, and push services use it to reach the operator.
 func VAPIDSnippet(k store.VAPIDKeys) string {
 	return "push:\n" +
 		"  vapid_public_key: \"" + k.Public + "\"\n" +
-		"  vapid_private_key: \"" + k.Private + "\"\n"
+		"  vapid_private_key: \"" + k.Private + "\"\n" +
+		"  subject: \"mailto:ops@example.com\" # your contact: mailto: or https:\n"
 }
 
 // decodeB64URL decodes base64url with or without padding.

@@ -29,7 +29,7 @@ in upper case with _ for . (WAKELINE_LISTEN, WAKELINE_STORE_DRIVER).`,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetVersionTemplate("wakeline {{.Version}}\n")
-	root.AddCommand(newServeCmd(), newDemoCmd(), newVapidCmd(), newConfigCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newDemoCmd(), newVapidCmd(), newConfigCmd(), newVersionCmd(), newHealthcheckCmd())
 	return root
 }
 
