@@ -208,9 +208,10 @@ func (g *Gateway) state(ctx context.Context, d store.Device) (deviceState, error
 			pending = max(0, pending-int64(mem-pos))
 			pos = mem
 		}
-		g.mu.Lock()
-		connected := g.awake[cursorKey{d.ID, s.Upstream}] > 0
-		g.mu.Unlock()
+		connected, err := g.presence.Awake(ctx, d.ID, s.Upstream)
+		if err != nil {
+			return st, err
+		}
 		st.Subscriptions = append(st.Subscriptions, subscriptionState{
 			Upstream: s.Upstream, StreamURL: streamURL(d.ID, s.Upstream), Pending: pending,
 			LastEventID: idAt(ctx, g.st, s.Stream, pos), Connected: connected,

@@ -132,6 +132,7 @@ func (g *Gateway) register(ctx context.Context, req deviceRequest) (deviceState,
 		g.ensureRunnerLocked(p.sub.Stream)
 	}
 	g.mu.Unlock()
+	g.announce(Notice{Device: id})
 	st, err := g.state(ctx, d)
 	st.Token = token
 	return st, err
@@ -218,5 +219,6 @@ func (g *Gateway) patch(ctx context.Context, d store.Device, req deviceRequest) 
 	if plans != nil {
 		g.reindex(ctx, nd, old)
 	}
+	g.announce(Notice{Device: d.ID})
 	return nd, nil
 }

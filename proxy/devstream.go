@@ -65,8 +65,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 	tl := g.tailFor(sub.Stream)
 	notify, unwatch := tl.watch()
 	defer unwatch()
-	g.enter(ctx, key)
-	defer g.leave(key, sub.Stream)
+	defer g.enter(ctx, key, sub.Stream)()
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -254,29 +253,29 @@ func (g *Gateway) openConn(parent context.Context, device string) (context.Conte
 	}
 }
 
-// enter marks the device awake for an upstream and ends its outstanding wake.
-func (g *Gateway) enter(ctx context.Context, k cursorKey) {
+// enter marks the device awake for an upstream, here and for every
+// replica, and ends its outstanding wake. The returned func undoes it.
+func (g *Gateway) enter(ctx context.Context, k cursorKey, stream string) func() {
 	g.mu.Lock()
 	g.awake[k]++
-	first := g.awake[k] == 1
 	g.mu.Unlock()
-	if first {
-		g.waker.clear(ctx, k)
+	leave, err := g.presence.Enter(ctx, k.device, k.upstream)
+	if err != nil {
+		g.log.Warn("proxy: marking device awake", slog.String(keyDevice, k.device), slog.Any(keyErr, err))
+		leave = func() {}
 	}
-}
-
-// leave marks the device asleep when its last stream ends; events stored
-// meanwhile that it did not get ask for a wake at once.
-func (g *Gateway) leave(k cursorKey, stream string) {
-	g.mu.Lock()
-	g.awake[k]--
-	last := g.awake[k] == 0
-	if last {
-		delete(g.awake, k)
-	}
-	g.mu.Unlock()
-	if last {
-		g.wakeIfPending(k, stream)
+	g.waker.clear(ctx, k)
+	return func() {
+		leave()
+		g.mu.Lock()
+		if g.awake[k]--; g.awake[k] <= 0 {
+			delete(g.awake, k)
+		}
+		g.mu.Unlock()
+		// Events stored while the device was leaving wake it at once.
+		if awake, err := g.presence.Awake(g.bg, k.device, k.upstream); err == nil && !awake {
+			g.wakeIfPending(k, stream)
+		}
 	}
 }
 

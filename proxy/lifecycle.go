@@ -51,6 +51,7 @@ func (g *Gateway) deleteDevice(ctx context.Context, d store.Device) error {
 	}
 	g.waker.forget(d.ID)
 	g.cursors.forget(d.ID)
+	g.announce(Notice{Device: d.ID})
 	g.mu.Lock()
 	for _, s := range streams {
 		if g.subs[s] == nil && g.tails[s] != nil && g.tails[s].watchers() == 0 {
@@ -81,10 +82,7 @@ func (g *Gateway) sleep(ctx context.Context, d store.Device, req sleepRequest) e
 	}
 	for _, s := range d.Subscriptions {
 		k := cursorKey{d.ID, s.Upstream}
-		g.mu.Lock()
-		awake := g.awake[k] > 0
-		g.mu.Unlock()
-		if !awake {
+		if awake, err := g.presence.Awake(ctx, d.ID, s.Upstream); err == nil && !awake {
 			g.wakeIfPending(k, s.Stream)
 		}
 	}

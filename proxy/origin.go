@@ -120,23 +120,27 @@ func (g *Gateway) ensureRunnerLocked(stream string) {
 }
 
 func (g *Gateway) runOrigin(ctx context.Context, c *upstream.Client, stream, up string) {
-	resume := func() string {
-		id, _, err := g.st.Head(ctx, stream)
-		if err != nil && ctx.Err() == nil {
-			g.log.Warn("proxy: reading resume id", slog.String(keyStream, stream), slog.Any(keyErr, err))
+	r := &resumer{st: g.st, stream: stream, log: g.log}
+	g.lead(ctx, stream, func(held context.Context) bool {
+		handle := func(ctx context.Context, ev upstream.Event) error {
+			if err := g.accept(ctx, stream, up, ev); err != nil {
+				return err
+			}
+			r.last = ev.LastEventID
+			return nil
 		}
-		return id
-	}
-	handle := func(ctx context.Context, ev upstream.Event) error {
-		return g.accept(ctx, stream, up, ev)
-	}
-	err := c.Run(ctx, resume, handle)
-	switch {
-	case errors.Is(err, upstream.ErrNoContent):
-		g.log.Info("proxy: origin asked the gateway to stop (204)", slog.String(keyStream, stream))
-	case err != nil && ctx.Err() == nil:
-		g.log.Warn("proxy: origin connection ended", slog.String(keyStream, stream), slog.Any(keyErr, err))
-	}
+		err := c.Run(held, func() string { return r.resume(held) }, handle)
+		switch {
+		case errors.Is(err, upstream.ErrNoContent):
+			g.log.Info("proxy: origin asked the gateway to stop (204)", slog.String(keyStream, stream))
+			return true
+		case err != nil && held.Err() == nil:
+			// Run gives up only on what retrying cannot mend (a bad URL).
+			g.log.Error("proxy: origin connection ended", slog.String(keyStream, stream), slog.Any(keyErr, err))
+			return true
+		}
+		return false
+	})
 }
 
 // accept stores an origin event before anything else happens, then wakes
@@ -153,6 +157,7 @@ func (g *Gateway) accept(ctx context.Context, stream, up string, ev upstream.Eve
 	}
 	g.metrics.received.WithLabelValues(up).Inc()
 	g.published(stream, evs, now)
+	g.announce(Notice{Stream: stream})
 	return nil
 }
 

@@ -65,6 +65,11 @@ type Options struct {
 	// answered (zero if it never did), and the error (nil: delivered). It
 	// runs on the gateway's goroutines and must be quick. Benchmarks use it.
 	OnWake func(device, upstream string, received, answered time.Time, err error)
+	// Leader, Bus and Presence are what several replicas share beyond the
+	// store (see cluster.go); nil means this gateway is alone.
+	Leader   Leader
+	Bus      Bus
+	Presence Presence
 }
 
 // subEntry is one device following one stream.
@@ -87,6 +92,10 @@ type Gateway struct {
 	slowAfter   time.Duration
 	onWake      func(device, upstream string, received, answered time.Time, err error)
 	vapidPublic string
+
+	leader   Leader
+	bus      Bus
+	presence Presence
 
 	queue   *push.Queue
 	waker   *waker
@@ -144,6 +153,16 @@ func New(o Options) (*Gateway, error) {
 		g.gates[u.Name] = upstream.NewGate(connectsPerUpstream)
 	}
 	g.onWake = o.OnWake
+	g.leader, g.bus, g.presence = o.Leader, o.Bus, o.Presence
+	if g.leader == nil {
+		g.leader = localLeader{}
+	}
+	if g.bus == nil {
+		g.bus = localBus{}
+	}
+	if g.presence == nil {
+		g.presence = newLocalPresence()
+	}
 	g.slowAfter = o.SlowDeviceTimeout
 	if g.slowAfter <= 0 {
 		g.slowAfter = defaultSlowDeviceTimeout
@@ -155,7 +174,7 @@ func New(o Options) (*Gateway, error) {
 		workers = 8
 	}
 	g.queue = push.NewQueue(o.Sender, push.QueueOptions{Workers: workers, Logger: log}, g.onPushResult)
-	g.waker = newWaker(o.Store, g.queue, o.Config.Push.RewakeAfter, log, g.metrics)
+	g.waker = newWaker(o.Store, g.queue, g.presence, o.Config.Push.RewakeAfter, log, g.metrics)
 	g.cursors = newCursors(o.Store, log)
 	return g, nil
 }
@@ -192,6 +211,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.goBG(func(ctx context.Context) { g.cursors.run(ctx, context.WithoutCancel(ctx)) })
 	g.goBG(g.janitor)
+	g.goBG(g.listen)
 	g.ready.Store(true)
 	g.log.Info("proxy: gateway started", slog.Int("upstreams", len(g.upstreams)), slog.Int("streams", len(g.runners)))
 	return nil

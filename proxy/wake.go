@@ -32,7 +32,8 @@ type wakeReq struct {
 // woken to one map lookup; the store's ClaimWake makes the decision atomic
 // across replicas.
 type waker struct {
-	st      store.Store
+	st       store.Store
+	presence Presence
 	queue   *push.Queue
 	rewake  time.Duration
 	log     *slog.Logger
@@ -45,9 +46,9 @@ type waker struct {
 	ready       chan struct{}
 }
 
-func newWaker(st store.Store, q *push.Queue, rewake time.Duration, log *slog.Logger, m *metrics) *waker {
+func newWaker(st store.Store, q *push.Queue, p Presence, rewake time.Duration, log *slog.Logger, m *metrics) *waker {
 	return &waker{
-		st: st, queue: q, rewake: rewake, log: log, metrics: m,
+		st: st, presence: p, queue: q, rewake: rewake, log: log, metrics: m,
 		outstanding: map[cursorKey]time.Time{},
 		backlog:     map[cursorKey]wakeReq{},
 		ready:       make(chan struct{}, 1),
@@ -144,6 +145,10 @@ func (w *waker) wake(ctx context.Context, r wakeReq) error {
 	}
 	if d.PushState.Status == store.PushGone {
 		return nil
+	}
+	// Awake on this or another replica: the event reaches it live.
+	if awake, err := w.presence.Awake(ctx, r.key.device, r.key.upstream); err != nil || awake {
+		return err
 	}
 	now := time.Now()
 	ok, err := w.st.ClaimWake(ctx, r.key.device, r.key.upstream, now, w.rewake)
