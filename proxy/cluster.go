@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"sync"
+
+	"github.com/wakeline/wakeline/store"
 )
 
 // Several replicas share one store. What else they must share is behind
@@ -31,11 +33,8 @@ type Bus interface {
 	Listen(ctx context.Context, fn func(Notice)) error
 }
 
-// Notice is one message on the Bus: Stream grew, or Device changed.
-type Notice struct {
-	Stream string `json:"stream,omitempty"`
-	Device string `json:"device,omitempty"`
-}
+// Notice is one message on the Bus: a stream grew, or a device changed.
+type Notice = store.Notice
 
 // Presence knows which devices have a stream open on any replica.
 type Presence interface {

@@ -34,10 +34,10 @@ type wakeReq struct {
 type waker struct {
 	st       store.Store
 	presence Presence
-	queue   *push.Queue
-	rewake  time.Duration
-	log     *slog.Logger
-	metrics *metrics
+	queue    *push.Queue
+	rewake   time.Duration
+	log      *slog.Logger
+	metrics  *metrics
 
 	mu          sync.Mutex
 	outstanding map[cursorKey]time.Time

@@ -27,6 +27,10 @@ var (
 	ErrNotAStore = errors.New("store: not a wakeline store")
 	// ErrNewerSchema: the store was written by a newer wakeline.
 	ErrNewerSchema = errors.New("store: written by a newer schema version")
+	// ErrInvalid: a bad argument (a name CheckName refuses, a device
+	// CheckDevice refuses, a page limit or eviction batch below 1). Nothing
+	// was stored.
+	ErrInvalid = errors.New("store: invalid argument")
 )
 
 // Event is one event of a stream log, as the origin sent it.
@@ -45,7 +49,9 @@ type Event struct {
 	Type string
 	// Data is the event's data, lines joined with LF.
 	Data string
-	// Received is when the gateway received the event.
+	// Received is when the gateway received the event; Append sets it to the
+	// current time when it is zero. Stores keep it to the nanosecond, without
+	// location or monotonic reading.
 	Received time.Time
 }
 
@@ -72,7 +78,9 @@ type Retention struct {
 
 // Log is the append-only event log of every origin stream. A stream is named
 // by an opaque string chosen by the caller (proxy: "u/<upstream>" for a
-// shared upstream, "d/<device>/<upstream>" for a per-device one).
+// shared upstream, "d/<device>/<upstream>" for a per-device one) that
+// CheckName accepts. Reading a stream never appended to is not an error: it
+// is empty.
 //
 // All methods are safe for concurrent use.
 type Log interface {
@@ -80,10 +88,13 @@ type Log interface {
 	// atomic commit, sets the stream's resume id (the Last-Event-ID to send
 	// to the origin on reconnect). It returns the events with Pos set. After
 	// a crash at any instant either all of the batch and its resume id are
-	// stored or none. Concurrent appends may share one durable commit.
+	// stored or none. Concurrent appends may share one durable commit. An
+	// empty batch only sets the resume id. The caller's slice is not
+	// modified.
 	Append(ctx context.Context, stream string, events []Event, resumeID string) ([]Event, error)
-	// Read returns at most limit events with a position greater than after.
-	// Asking after 0 reads from the oldest kept event without a gap.
+	// Read returns at most limit (>= 1) events with a position greater than
+	// after. Asking after 0 reads from the oldest kept event without a gap.
+	// ReadStart states the gap rule every store follows.
 	Read(ctx context.Context, stream string, after uint64, limit int) (Page, error)
 	// Lookup returns the position of the most recent kept event whose origin
 	// id is id, or ErrNotFound.
@@ -91,9 +102,11 @@ type Log interface {
 	// Head returns the stream's resume id and the position of its newest
 	// event (0 and "" for a stream never appended to).
 	Head(ctx context.Context, stream string) (resumeID string, last uint64, err error)
-	// Evict removes at most batch events that fall outside r, oldest first,
-	// and returns how many it removed. It is called repeatedly by a
-	// background janitor and must not block appends for long.
+	// Evict removes at most batch (>= 1) events that fall outside r (see
+	// Retention.Outside), oldest first, stopping at the first event that is
+	// inside, and returns how many it removed. It is called repeatedly by a
+	// background janitor (until it returns less than batch) and must not
+	// block appends for long.
 	Evict(ctx context.Context, stream string, r Retention, now time.Time, batch int) (int, error)
 }
 
@@ -142,35 +155,45 @@ type Device struct {
 
 // Registry is the device registry. All methods are safe for concurrent use.
 type Registry interface {
-	// CreateDevice stores a new device; ErrExists if its id is taken.
+	// CreateDevice stores a new device; ErrExists if its id is taken,
+	// ErrInvalid if CheckDevice refuses it.
 	CreateDevice(ctx context.Context, d Device) error
 	// Device returns a device or ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
 	// UpdateDevice atomically reads the device, applies fn and stores the
 	// result; an error from fn aborts and is returned. Streams the device no
-	// longer subscribes to keep their logs; its cursors for them go.
+	// longer subscribes to keep their logs; its cursors and wake claims for
+	// them go (also when an upstream's Stream changes). fn must be quick,
+	// must not call the store, must not change the ID, and may be called
+	// more than once (a store may retry it on a conflict).
 	UpdateDevice(ctx context.Context, id string, fn func(*Device) error) (Device, error)
 	// DeleteDevice removes the device, its cursors and wake claims, and the
 	// logs of streams only it used (per-device streams "d/<id>/...").
 	DeleteDevice(ctx context.Context, id string) error
 	// Devices calls fn for every device subscribed to stream, or for every
-	// device when stream is "", until fn returns an error.
+	// device when stream is "", until fn returns an error, which it returns.
+	// fn may call the store; it runs outside any transaction, so devices
+	// created or deleted meanwhile may or may not be seen.
 	Devices(ctx context.Context, stream string, fn func(Device) error) error
 }
 
 // Delivery tracks, per device and upstream, what was delivered and whether a
-// wake message is outstanding. All methods are safe for concurrent use.
+// wake message is outstanding. Every method returns ErrNotFound when the
+// device does not exist or does not subscribe to upstream. All methods are
+// safe for concurrent use.
 type Delivery interface {
 	// SetCursor records that the device received every event of its stream
 	// for upstream up to pos. A cursor never moves backwards: a smaller pos
 	// is ignored.
 	SetCursor(ctx context.Context, device, upstream string, pos uint64) error
-	// Cursor returns the device's cursor for upstream and how many kept
-	// events of its stream lie after it, in constant time.
+	// Cursor returns the device's cursor for upstream (0 when none was set)
+	// and how many kept events of its stream lie after it, in constant time
+	// (see Pending).
 	Cursor(ctx context.Context, device, upstream string) (pos uint64, pending int64, err error)
 	// ClaimWake atomically claims the right to send a wake message: it
 	// succeeds when no wake is outstanding, or the outstanding one is older
-	// than rewakeAfter, and records now as its time.
+	// than rewakeAfter (now - claimed >= rewakeAfter), and records now as its
+	// time. Of concurrent claims exactly one succeeds.
 	ClaimWake(ctx context.Context, device, upstream string, now time.Time, rewakeAfter time.Duration) (bool, error)
 	// ClearWake ends the outstanding wake (the device connected).
 	ClearWake(ctx context.Context, device, upstream string) error
@@ -198,4 +221,12 @@ type Store interface {
 	Delivery
 	Keys
 	io.Closer
+}
+
+// Notice is news one gateway replica sends the others (proxy's Bus): the
+// stream Stream grew, or the device Device was registered, changed or
+// deleted. One of the two is set.
+type Notice struct {
+	Stream string `json:"stream,omitempty"`
+	Device string `json:"device,omitempty"`
 }
