@@ -25,6 +25,7 @@ const (
 	DefaultStoreDriver      = DriverBolt
 	DefaultStorePath        = "wakeline.db"
 	DefaultRedisURL         = "redis://127.0.0.1:6379/0"
+	DefaultLeaseTTL         = 5 * time.Second
 	DefaultTTL              = 5 * time.Minute
 	DefaultUrgency          = "high"
 	DefaultRewakeAfter      = 30 * time.Second
@@ -100,6 +101,13 @@ type StoreConfig struct {
 	// RedisURL is used with DriverRedis, in go-redis ParseURL form.
 	// Default DefaultRedisURL.
 	RedisURL string `mapstructure:"redis_url"`
+	// LeaseTTL is how long a replica's hold on an origin stream lasts
+	// without renewal (DriverRedis): a dead replica's streams move to
+	// another within it. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
+	// ReplicaID names this replica among several (DriverRedis). Empty (the
+	// default) means the host name plus a random suffix, new each start.
+	ReplicaID string `mapstructure:"replica_id"`
 }
 
 // AuthConfig holds who may register devices.
@@ -205,6 +213,7 @@ func Default() Config {
 			Driver:   DefaultStoreDriver,
 			Path:     DefaultStorePath,
 			RedisURL: DefaultRedisURL,
+			LeaseTTL: DefaultLeaseTTL,
 		},
 		Push: PushConfig{
 			TTL:         DefaultTTL,

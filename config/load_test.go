@@ -94,7 +94,7 @@ func TestInterfaceExampleRoundTrip(t *testing.T) {
 	shared := true
 	want := config.Config{
 		Listen: "127.0.0.1:8080",
-		Store:  config.StoreConfig{Driver: "bolt", Path: "wakeline.db", RedisURL: "redis://127.0.0.1:6379/0"},
+		Store:  config.StoreConfig{Driver: "bolt", Path: "wakeline.db", RedisURL: "redis://127.0.0.1:6379/0", LeaseTTL: config.DefaultLeaseTTL},
 		Auth:   config.AuthConfig{RegistrationTokens: []string{"change-me"}},
 		Push: config.PushConfig{Subject: "mailto:ops@example.com", TTL: 5 * time.Minute,
 			Urgency: "high", RewakeAfter: 30 * time.Second},

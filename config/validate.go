@@ -88,6 +88,12 @@ func (s StoreConfig) validate(p *problems) {
 		} else if err := checkRedisURL(s.RedisURL); err != nil {
 			p.add("store.redis_url", "%v", err)
 		}
+		if s.LeaseTTL < 100*time.Millisecond {
+			p.add("store.lease_ttl", "must be at least 100ms, not %v", s.LeaseTTL)
+		}
+		if strings.ContainsAny(s.ReplicaID, " \t\r\n\x00") || len(s.ReplicaID) > 128 {
+			p.add("store.replica_id", "at most 128 bytes, no white space or NUL")
+		}
 	default:
 		p.add("store.driver", "%q is not %q or %q", s.Driver, DriverBolt, DriverRedis)
 	}

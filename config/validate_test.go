@@ -56,10 +56,10 @@ func TestValidateAccepts(t *testing.T) {
 		}},
 		{"https subject", func(c *config.Config) { c.Push.Subject = "https://example.com/contact" }},
 		{"redis", func(c *config.Config) {
-			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "rediss://u:p@redis.example:6380/3"}
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "rediss://u:p@redis.example:6380/3", LeaseTTL: config.DefaultLeaseTTL}
 		}},
 		{"redis over unix socket", func(c *config.Config) {
-			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "unix:///run/redis.sock?db=1"}
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "unix:///run/redis.sock?db=1", LeaseTTL: config.DefaultLeaseTTL}
 		}},
 		{"listen on every interface, any port", func(c *config.Config) { c.Listen = ":0" }},
 		{"listen on IPv6", func(c *config.Config) { c.Listen = "[::1]:8080" }},
@@ -96,14 +96,20 @@ func TestValidateRejects(t *testing.T) {
 			c.Store = config.StoreConfig{Driver: "redis"}
 		}, "store.redis_url", "required"},
 		{"redis url scheme", func(c *config.Config) {
-			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "http://redis.example"}
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "http://redis.example", LeaseTTL: config.DefaultLeaseTTL}
 		}, "store.redis_url", "not a redis URL"},
 		{"redis url unparsable", func(c *config.Config) {
-			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/%zz"}
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/%zz", LeaseTTL: config.DefaultLeaseTTL}
 		}, "store.redis_url", "not a URL"},
 		{"redis url bad db", func(c *config.Config) {
-			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/notadb"}
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/notadb", LeaseTTL: config.DefaultLeaseTTL}
 		}, "store.redis_url", "not a redis URL"},
+		{"lease ttl too short", func(c *config.Config) {
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/0", LeaseTTL: 10 * time.Millisecond}
+		}, "store.lease_ttl", "at least 100ms"},
+		{"replica id with a space", func(c *config.Config) {
+			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/0", LeaseTTL: time.Second, ReplicaID: "a b"}
+		}, "store.replica_id", "no white space"},
 		{"empty token", func(c *config.Config) { c.Auth.RegistrationTokens[1] = "" },
 			"auth.registration_tokens[1]", "empty token"},
 		{"token with space", func(c *config.Config) { c.Auth.RegistrationTokens[0] = "a b" },
@@ -233,7 +239,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 // Messages never quote values that may be secrets.
 func TestValidateDoesNotQuoteSecrets(t *testing.T) {
 	c := valid(t)
-	c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://user:hunter2@h:6379/%zz"}
+	c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://user:hunter2@h:6379/%zz", LeaseTTL: config.DefaultLeaseTTL}
 	c.Upstreams[0].URL = "ftp://origin.example/?token=hunter2"
 	c.Upstreams[1].URL = "http://a b/?token=hunter2"
 	c.Push.VAPIDPublicKey = "hunter2"
