@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wakeline/wakeline/api"
 	"github.com/wakeline/wakeline/store"
 )
 
@@ -20,6 +21,14 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/v1/devices/{id}/sleep", g.handleSleep)
 	mux.HandleFunc("/v1/devices/{id}/streams/{upstream}", g.serveStream)
 	mux.HandleFunc("/v1/vapid", g.handleVAPID)
+	mux.HandleFunc("/v1/openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, http.MethodGet)
+			return
+		}
+		w.Header().Set("Content-Type", api.ContentType)
+		_, _ = w.Write(api.Spec)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -78,7 +87,7 @@ func (g *Gateway) handleDevice(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, http.MethodGet, http.MethodPatch, http.MethodDelete)
 		return
 	}
-	d, e := g.authDevice(r, false)
+	d, e := g.authDevice(r)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -112,7 +121,7 @@ func (g *Gateway) handleSleep(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, http.MethodPost)
 		return
 	}
-	d, e := g.authDevice(r, false)
+	d, e := g.authDevice(r)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -141,9 +150,9 @@ func (g *Gateway) writeState(w http.ResponseWriter, ctx context.Context, d store
 // authDevice checks the device token against the device of the path: no or
 // malformed token, or a wrong secret, is 401; a token of another device,
 // or of a device that no longer exists, is 404.
-func (g *Gateway) authDevice(r *http.Request, allowQuery bool) (store.Device, *apiError) {
+func (g *Gateway) authDevice(r *http.Request) (store.Device, *apiError) {
 	id := r.PathValue("id")
-	tok := bearer(r, allowQuery)
+	tok := bearer(r, true)
 	tokID, ok := tokenDevice(tok)
 	if !ok {
 		return store.Device{}, errUnauthorized

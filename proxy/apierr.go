@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -97,7 +98,7 @@ func jsonError(err error) *apiError {
 	case errors.As(err, &syntax):
 		return badRequest("", "malformed JSON at byte %d", syntax.Offset)
 	case errors.As(err, &typ):
-		return badRequest(typ.Field, "must be %s, not %s", typ.Type, typ.Value)
+		return badRequest(typ.Field, "must be %s, not %s", jsonKind(typ.Type), typ.Value)
 	case errors.Is(err, io.EOF):
 		return badRequest("", "empty body; a JSON object is required")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -107,4 +108,26 @@ func jsonError(err error) *apiError {
 		return badRequest(strings.Trim(msg, `"`), "unknown field")
 	}
 	return badRequest("", "invalid JSON: %v", err)
+}
+
+// jsonKind names what a Go type expects in JSON words, not Go ones.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another JSON type"
 }

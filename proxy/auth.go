@@ -37,7 +37,8 @@ func tokenMatches(token string, hash []byte) bool {
 }
 
 // bearer returns the bearer token of r, or the access_token query parameter
-// (a browser EventSource cannot set headers) when allowQuery.
+// when allowQuery (device credentials: a browser EventSource cannot set
+// headers, INTERFACE.md allows it for every device operation).
 func bearer(r *http.Request, allowQuery bool) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")

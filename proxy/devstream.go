@@ -40,7 +40,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, http.MethodGet)
 		return
 	}
-	d, aerr := g.authDevice(r, true)
+	d, aerr := g.authDevice(r)
 	if aerr != nil {
 		writeError(w, aerr)
 		return

@@ -310,3 +310,22 @@ func (e *env) eventually(what string, cond func() bool) {
 		}
 	}
 }
+
+// doRaw is do without a body; a non-JSON answer leaves out untouched.
+func (e *env) doRaw(method, path, token string, out *map[string]any) int {
+	e.t.Helper()
+	req, _ := http.NewRequestWithContext(e.ctx, method, e.front.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		_ = json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode
+}
