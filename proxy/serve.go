@@ -17,13 +17,19 @@ const ShutdownTimeout = 8 * time.Second
 // then shuts down: it stops accepting, ends device streams with a retry
 // hint, closes origin connections and workers. The caller closes the store.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return g.ServeHandler(ctx, ln, g.Handler())
+}
+
+// ServeHandler is Serve with h answering the requests; h serves what it
+// adds (the demo's web page) and hands the rest to Handler.
+func (g *Gateway) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	if err := g.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	// No ReadTimeout: it would cut device streams, which never end their
 	// request. Bodies get their own read deadline in decodeBody.
 	srv := &http.Server{
-		Handler:           g.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -28,8 +28,8 @@ const demoToken = "demo-registration-token"
 // origin, the gateway on a temporary store, and a simulated phone with its
 // own push service that decrypts the wake message. It stops early when
 // ctx is cancelled.
-func runDemo(ctx context.Context, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
+func runDemo(ctx context.Context, out io.Writer, opts demoOptions) error {
+	storyCtx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()
 	p := &printer{out: out, start: time.Now()}
 
@@ -40,7 +40,7 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	defer pushSvc.Close()
 	p.say("A push service (like the browser vendor's) listens at %s; it checks VAPID and decrypts what it gets", pushSvc.URL)
 
-	gw, base, stop, err := startDemoGateway(ctx, origin.URL)
+	base, stop, err := startDemoGateway(storyCtx, origin.URL, opts.listen)
 	if err != nil {
 		return err
 	}
@@ -48,25 +48,33 @@ func runDemo(ctx context.Context, out io.Writer) error {
 	p.say("The wakeline gateway runs at %s with a temporary bolt store", base)
 
 	phone := &demoPhone{base: base, p: p}
-	if err := phone.story(ctx, origin, pushSvc); err != nil {
+	if err := phone.story(storyCtx, origin, pushSvc); err != nil {
 		return err
 	}
-	_ = gw
 	p.say("The end: the phone slept through the burst, was woken once, and missed nothing.")
-	return nil
+	if !opts.serve {
+		return nil
+	}
+	return keepServing(ctx, p, base, origin, pushSvc)
+}
+
+// demoOptions are the demo command's flags.
+type demoOptions struct {
+	serve  bool   // keep running, with the example web page, until interrupted
+	listen string // the gateway's address
 }
 
 // startDemoGateway runs a gateway on a temporary store; stop shuts it
 // down and removes the store.
-func startDemoGateway(ctx context.Context, originURL string) (*proxy.Gateway, string, func(), error) {
+func startDemoGateway(ctx context.Context, originURL, listen string) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "wakeline-demo-")
 	if err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	st, err := bolt.Open(filepath.Join(dir, "demo.db"), bolt.Options{})
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	cfg := demoConfig(originURL)
 	keys, err := st.VAPIDKeys(ctx, push.GenerateVAPIDKeys)
@@ -80,32 +88,32 @@ func startDemoGateway(ctx context.Context, originURL string) (*proxy.Gateway, st
 			var gw *proxy.Gateway
 			gw, err = proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
 			if err == nil {
-				return serveDemo(ctx, gw, st.Close, dir)
+				return serveDemo(ctx, gw, listen, st.Close, dir)
 			}
 		}
 	}
 	st.Close()
 	os.RemoveAll(dir)
-	return nil, "", nil, err
+	return "", nil, err
 }
 
-func serveDemo(ctx context.Context, gw *proxy.Gateway, closeStore func() error, dir string) (*proxy.Gateway, string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func serveDemo(ctx context.Context, gw *proxy.Gateway, listen string, closeStore func() error, dir string) (string, func(), error) {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		closeStore()
 		os.RemoveAll(dir)
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
-	go func() { done <- gw.Serve(sctx, ln) }()
+	go func() { done <- gw.ServeHandler(sctx, ln, withWebPage(gw.Handler())) }()
 	stop := func() {
 		cancel()
 		<-done
 		closeStore()
 		os.RemoveAll(dir)
 	}
-	return gw, "http://" + ln.Addr().String(), stop, nil
+	return "http://" + ln.Addr().String(), stop, nil
 }
 
 func demoConfig(originURL string) config.Config {

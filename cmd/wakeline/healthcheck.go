@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wakeline/wakeline/config"
 )
 
 // healthcheckTimeout bounds one probe: a container runtime runs it often.
@@ -28,8 +32,24 @@ func newHealthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/healthz", "address to probe")
+	cmd.Flags().StringVar(&url, "url", defaultHealthURL(os.Getenv(config.EnvName("listen"))), "address to probe (default from WAKELINE_LISTEN)")
 	return cmd
+}
+
+// defaultHealthURL probes where serve listens, as the same environment
+// tells it; a wildcard host is probed on loopback.
+func defaultHealthURL(listen string) string {
+	if listen == "" {
+		listen = config.DefaultListen
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + config.DefaultListen + "/healthz"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
 func probe(ctx context.Context, url string) error {

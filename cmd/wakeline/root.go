@@ -117,17 +117,21 @@ func newVersionCmd() *cobra.Command {
 }
 
 func newDemoCmd() *cobra.Command {
-	return &cobra.Command{
+	var opts demoOptions
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Show the whole loop on loopback, no config needed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := runDemo(cmd.Context(), cmd.OutOrStdout()); err != nil {
+			if err := runDemo(cmd.Context(), cmd.OutOrStdout(), opts); err != nil {
 				return runtimeError(fmt.Errorf("demo: %w", err))
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&opts.serve, "serve", false, "after the story, keep running and serve the example web page at /demo/")
+	cmd.Flags().StringVar(&opts.listen, "listen", "127.0.0.1:0", "the demo gateway's address")
+	return cmd
 }
 
 func newVapidCmd() *cobra.Command {

@@ -110,3 +110,18 @@ func TestServeAnswersThenStops(t *testing.T) {
 		t.Fatalf("serve exit %d after cancel: %s", r.code, r.stderr)
 	}
 }
+
+func TestDefaultHealthURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "http://127.0.0.1:8080/healthz",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000/healthz",
+		"[::]:9000":      "http://127.0.0.1:9000/healthz",
+		":9000":          "http://127.0.0.1:9000/healthz",
+		"10.1.2.3:8080":  "http://10.1.2.3:8080/healthz",
+		"not an address": "http://127.0.0.1:8080/healthz",
+	} {
+		if got := defaultHealthURL(in); got != want {
+			t.Errorf("defaultHealthURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
