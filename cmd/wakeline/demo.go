@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/wakeline/wakeline"
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
 	"github.com/wakeline/wakeline/push"
@@ -106,7 +107,7 @@ func serveDemo(ctx context.Context, gw *proxy.Gateway, listen string, closeStore
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
-	go func() { done <- gw.ServeHandler(sctx, ln, withWebPage(gw.Handler())) }()
+	go func() { done <- gw.ServeHandler(sctx, ln, wakeline.WebHandler(gw.Handler())) }()
 	stop := func() {
 		cancel()
 		<-done

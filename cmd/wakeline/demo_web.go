@@ -4,31 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
-	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
-	"github.com/wakeline/wakeline"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
 // demoTick is how often the served demo's origin publishes an event.
 const demoTick = 2 * time.Second
-
-// withWebPage serves the example page at /demo/ and the browser client at
-// /demo/clients/js/, and hands everything else to next.
-func withWebPage(next http.Handler) http.Handler {
-	page, _ := fs.Sub(wakeline.Web, "examples/web")
-	client, _ := fs.Sub(wakeline.Web, "clients/js")
-	mux := http.NewServeMux()
-	mux.Handle("/demo/clients/js/", http.StripPrefix("/demo/clients/js/", http.FileServerFS(client)))
-	mux.Handle("/demo/", http.StripPrefix("/demo/", http.FileServerFS(page)))
-	mux.Handle("/", next)
-	return mux
-}
 
 // demoPageURL is the example page, told to register with a subscription of
 // the demo's push service (no browser push service is reachable here).

@@ -13,7 +13,16 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// asMainEnv makes the test binary run as the wakeline command itself, so
+// the cluster test starts real gateway processes without a go build.
+const asMainEnv = "WAKELINE_TEST_AS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // clearEnv blanks every WAKELINE_* variable (the loader ignores empty
 // ones) so the tests see only what they set.

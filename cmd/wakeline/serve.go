@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"github.com/wakeline/wakeline/proxy"
 	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/store"
-	"github.com/wakeline/wakeline/store/bolt"
 )
 
 // fallbackSubject is the VAPID subject used when the config names none.
@@ -19,23 +17,20 @@ import (
 // serve warns when it falls back to it.
 const fallbackSubject = "mailto:wakeline@localhost"
 
-// errNoRedis: the redis driver is validated by config but not built yet.
-var errNoRedis = errors.New("store.driver redis is not available in this version; use bolt")
-
 // runServe runs the gateway on a loaded, validated cfg until ctx is
 // cancelled (first SIGINT/SIGTERM), then shuts down gracefully and returns
 // nil. An error means the gateway could not start or failed (exit 1).
 // fromFile is false when cfg is the embedded defaults (plus environment).
 func runServe(ctx context.Context, cfg config.Config, fromFile bool, logger *slog.Logger) error {
-	st, err := openStore(cfg, logger)
+	b, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil {
-			logger.Error("closing store", slog.Any("err", cerr))
-		}
-	}()
+	if b == nil {
+		return nil // stopped while waiting for the store
+	}
+	defer b.close(logger)
+	st := b.st
 	// Start-up is short and bounded; a signal during it is a request to
 	// stop after it, not a failure of it.
 	keys, err := vapidKeys(context.WithoutCancel(ctx), cfg, st, logger)
@@ -57,7 +52,11 @@ func runServe(ctx context.Context, cfg config.Config, fromFile bool, logger *slo
 	if err != nil {
 		return err
 	}
-	gw, err := proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public, Logger: logger})
+	opts := proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public, Logger: logger}
+	if b.cluster != nil {
+		opts.Leader, opts.Bus, opts.Presence = b.cluster, b.cluster, b.cluster
+	}
+	gw, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
@@ -68,20 +67,6 @@ func runServe(ctx context.Context, cfg config.Config, fromFile bool, logger *slo
 	err = gw.Serve(ctx, ln)
 	logger.Info("gateway stopped")
 	return err
-}
-
-func openStore(cfg config.Config, logger *slog.Logger) (store.Store, error) {
-	switch cfg.Store.Driver {
-	case config.DriverRedis:
-		return nil, errNoRedis
-	default:
-		st, err := bolt.Open(cfg.Store.Path, bolt.Options{})
-		if err != nil {
-			return nil, err
-		}
-		logger.Info("store open", slog.String("driver", "bolt"), slog.String("path", cfg.Store.Path))
-		return st, nil
-	}
 }
 
 // vapidKeys returns the configured key pair, or the one kept in the store,
