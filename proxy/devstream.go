@@ -149,7 +149,7 @@ func (s *devStream) catchUp(ctx context.Context, asked string, gap bool) error {
 		}
 		first = false
 		if len(evs) == 0 {
-			return nil
+			return s.rc.Flush() // a gap event alone must reach the device now
 		}
 		if err := s.writeEvents(evs); err != nil {
 			return err

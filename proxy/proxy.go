@@ -54,7 +54,7 @@ type Options struct {
 	Registry *prometheus.Registry
 	// OriginClient makes the origin requests; nil uses upstream's default.
 	OriginClient *http.Client
-	// PushWorkers is the number of concurrent wake senders; 0 means 8.
+	// PushWorkers is the number of concurrent wake senders; 0 means 16.
 	PushWorkers int
 	// SlowDeviceTimeout ends a device stream that cannot take a write for
 	// this long (its socket buffers are full); 0 means 10s. The device
@@ -171,7 +171,7 @@ func New(o Options) (*Gateway, error) {
 	g.streams, g.stopStreams = context.WithCancel(context.Background())
 	workers := o.PushWorkers
 	if workers <= 0 {
-		workers = 8
+		workers = 16
 	}
 	g.queue = push.NewQueue(o.Sender, push.QueueOptions{Workers: workers, Logger: log}, g.onPushResult)
 	g.waker = newWaker(o.Store, g.queue, g.presence, o.Config.Push.RewakeAfter, log, g.metrics)

@@ -107,6 +107,9 @@ func (w *waker) next(ctx context.Context) (wakeReq, bool) {
 			w.order = w.order[1:]
 			r := w.backlog[k]
 			delete(w.backlog, k)
+			// Taken: later events for k wait for this wake's outcome
+			// instead of queueing a second one (wake clears it on failure).
+			w.outstanding[k] = time.Now()
 			if len(w.order) > 0 {
 				select {
 				case w.ready <- struct{}{}:
@@ -139,34 +142,49 @@ func (w *waker) run(ctx context.Context) {
 }
 
 func (w *waker) wake(ctx context.Context, r wakeReq) error {
+	sent, err := w.try(ctx, r)
+	if !sent {
+		w.mu.Lock()
+		delete(w.outstanding, r.key)
+		w.mu.Unlock()
+	}
+	return err
+}
+
+// try sends the wake unless the device is gone, awake, or already woken
+// (by this replica or another); sent reports whether a wake is outstanding.
+func (w *waker) try(ctx context.Context, r wakeReq) (sent bool, err error) {
 	d, err := w.st.Device(ctx, r.key.device)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if d.PushState.Status == store.PushGone {
-		return nil
+		return true, nil // nothing will be sent again: keep it marked
 	}
 	// Awake on this or another replica: the event reaches it live.
 	if awake, err := w.presence.Awake(ctx, r.key.device, r.key.upstream); err != nil || awake {
-		return err
+		return false, err
 	}
 	now := time.Now()
 	ok, err := w.st.ClaimWake(ctx, r.key.device, r.key.upstream, now, w.rewake)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		return true, nil // another replica's wake is outstanding
 	}
 	w.mu.Lock()
 	w.outstanding[r.key] = now
 	w.mu.Unlock()
 	_, pending, err := w.st.Cursor(ctx, r.key.device, r.key.upstream)
 	if err != nil {
-		return err
+		return true, err
 	}
 	// The newest id at claim time: events that came after the request
 	// folded into this one wake.
 	_, last, err := w.st.Head(ctx, r.stream)
 	if err != nil {
-		return err
+		return true, err
 	}
 	job := push.Job{
 		Device: r.key.device, Upstream: r.key.upstream, Sub: d.Push, Enqueued: r.received,
@@ -174,9 +192,9 @@ func (w *waker) wake(ctx context.Context, r wakeReq) error {
 	}
 	if err := w.queue.Enqueue(job); err != nil {
 		w.metrics.wakes.WithLabelValues("dropped").Inc()
-		return err
+		return true, err
 	}
-	return nil
+	return true, nil
 }
 
 // result records what the push service answered.

@@ -195,6 +195,9 @@ type Delivery interface {
 	// than rewakeAfter (now - claimed >= rewakeAfter), and records now as its
 	// time. Of concurrent claims exactly one succeeds.
 	ClaimWake(ctx context.Context, device, upstream string, now time.Time, rewakeAfter time.Duration) (bool, error)
+	// Claims need not survive a restart of the store (bolt keeps them in
+	// memory): after one, a device may be woken once more.
+	//
 	// ClearWake ends the outstanding wake (the device connected).
 	ClearWake(ctx context.Context, device, upstream string) error
 }

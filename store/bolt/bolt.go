@@ -97,6 +97,7 @@ type Options struct {
 type Store struct {
 	db     *bbolt.DB
 	group  *groupCommit
+	wakes  wakeTable
 	path   string
 	closed atomic.Bool
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -71,45 +72,83 @@ func (s *Store) Cursor(ctx context.Context, device, upstream string) (uint64, in
 }
 
 // ClaimWake claims the wake of the device for upstream unless one younger
-// than rewakeAfter is outstanding.
+// than rewakeAfter is outstanding. Claims live in memory (see wakeTable):
+// no commit, so a burst of wakes for a thousand devices costs no fsync.
 func (s *Store) ClaimWake(ctx context.Context, device, upstream string, now time.Time, rewakeAfter time.Duration) (bool, error) {
-	var found, won bool
-	err := s.batch(ctx, "claim wake", func(tx *bbolt.Tx) error {
-		won = false
-		b, stream := subBucket(tx, device, upstream)
-		if found = stream != nil; !found {
-			return nil
-		}
-		key := devKey(kindWake, upstream)
-		if v := b.Get(key); v != nil {
-			since := time.Unix(0, int64(u64(v)))
-			if now.Sub(since) < rewakeAfter {
-				return nil
-			}
-		}
-		won = true
-		return b.Put(key, u64Bytes(uint64(now.UnixNano())))
-	})
-	if err == nil && !found {
-		err = noSub(device, upstream)
+	s.wakes.mu.Lock()
+	defer s.wakes.mu.Unlock()
+	stream, err := s.subStream(ctx, device, upstream)
+	if err != nil {
+		return false, err
 	}
-	return won, err
+	if w, ok := s.wakes.m[device][upstream]; ok && w.stream == stream && now.Sub(w.since) < rewakeAfter {
+		return false, nil
+	}
+	if s.wakes.m[device] == nil {
+		s.wakes.m[device] = map[string]wakeEntry{}
+	}
+	s.wakes.m[device][upstream] = wakeEntry{since: now, stream: stream}
+	return true, nil
 }
 
 // ClearWake ends the outstanding wake of the device for upstream.
 func (s *Store) ClearWake(ctx context.Context, device, upstream string) error {
-	var found bool
-	err := s.batch(ctx, "clear wake", func(tx *bbolt.Tx) error {
-		b, stream := subBucket(tx, device, upstream)
-		if found = stream != nil; !found {
-			return nil
-		}
-		return b.Delete(devKey(kindWake, upstream))
-	})
-	if err == nil && !found {
-		err = noSub(device, upstream)
+	s.wakes.mu.Lock()
+	defer s.wakes.mu.Unlock()
+	if _, err := s.subStream(ctx, device, upstream); err != nil {
+		return err
 	}
-	return err
+	delete(s.wakes.m[device], upstream)
+	if len(s.wakes.m[device]) == 0 {
+		delete(s.wakes.m, device)
+	}
+	return nil
+}
+
+// subStream returns the stream the device reads for upstream, or
+// ErrNotFound.
+func (s *Store) subStream(ctx context.Context, device, upstream string) (string, error) {
+	var stream string
+	err := s.view(ctx, "wake", func(tx *bbolt.Tx) error {
+		_, st := subBucket(tx, device, upstream)
+		if st == nil {
+			return abort{noSub(device, upstream)}
+		}
+		stream = string(st)
+		return nil
+	})
+	return stream, err
+}
+
+// wakeTable holds the outstanding wake claims. One process holds a bolt
+// file, so a mutex is as atomic as a commit and much cheaper; what a
+// restart forgets is at most one extra wake per device, which rewake_after
+// allows anyway. Registry writes drop the claims of subscriptions they end
+// (forget), after their commit, under the same mutex: a claim racing the
+// commit is dropped with it.
+type wakeTable struct {
+	mu sync.Mutex
+	m  map[string]map[string]wakeEntry // device → upstream → claim
+}
+
+type wakeEntry struct {
+	since  time.Time
+	stream string // a claim is for the stream it was made on
+}
+
+// forget drops the device's claims for upstreams not in keep (keep nil:
+// every claim of the device).
+func (w *wakeTable) forget(device string, keep map[string]string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for up, e := range w.m[device] {
+		if stream, ok := keep[up]; !ok || stream != e.stream {
+			delete(w.m[device], up)
+		}
+	}
+	if len(w.m[device]) == 0 {
+		delete(w.m, device)
+	}
 }
 
 type vapidRecord struct {

@@ -55,7 +55,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	group := &groupCommit{db: db, max: cmpOr(opts.MaxBatchSize, DefaultMaxBatchSize)}
-	return &Store{db: db, group: group, path: path}, nil
+	return &Store{db: db, group: group, path: path, wakes: wakeTable{m: map[string]map[string]wakeEntry{}}}, nil
 }
 
 func cmpOr[T comparable](v, def T) T {

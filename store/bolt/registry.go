@@ -28,7 +28,7 @@ func (s *Store) CreateDevice(ctx context.Context, d store.Device) error {
 	if err != nil {
 		return fmt.Errorf("bolt: encode device: %w", err)
 	}
-	return s.update(ctx, "create device", func(tx *bbolt.Tx) error {
+	return s.batch(ctx, "create device", func(tx *bbolt.Tx) error {
 		devs := tx.Bucket(bucketDevices)
 		if devs.Bucket([]byte(d.ID)) != nil {
 			return abort{fmt.Errorf("bolt: device %q: %w", d.ID, store.ErrExists)}
@@ -63,11 +63,12 @@ func loadDevice(tx *bbolt.Tx, id string) (store.Device, error) {
 	return decodeDevice(b.Get(keyRecord))
 }
 
-// UpdateDevice applies fn to the stored device in one transaction; fn runs
-// exactly once here.
+// UpdateDevice applies fn to the stored device in a commit shared with
+// concurrent writers (push results update devices at the rate of wakes);
+// fn may run again when another write of the batch fails.
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error) (store.Device, error) {
 	var d store.Device
-	err := s.update(ctx, "update device", func(tx *bbolt.Tx) error {
+	err := s.batch(ctx, "update device", func(tx *bbolt.Tx) error {
 		var err error
 		if d, err = loadDevice(tx, id); err != nil {
 			return err
@@ -97,6 +98,11 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if err != nil {
 		return store.Device{}, err
 	}
+	keep := make(map[string]string, len(d.Subscriptions))
+	for _, sub := range d.Subscriptions {
+		keep[sub.Upstream] = sub.Stream
+	}
+	s.wakes.forget(id, keep)
 	return d, nil
 }
 
@@ -139,6 +145,7 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	if err := store.CheckName("device", id); err != nil {
 		return err
 	}
+	defer s.wakes.forget(id, nil)
 	return s.update(ctx, "delete device", func(tx *bbolt.Tx) error {
 		d, err := loadDevice(tx, id)
 		if err != nil {

@@ -100,8 +100,11 @@ func must(t *testing.T, err error) {
 func TestPresence(t *testing.T) {
 	url := needRedis(t)
 	st := openStore(t, url, redis.Options{Prefix: testPrefix(t, url)})
-	a := startMember(t, st, "a", clusterOpts())
-	b := startMember(t, st, "b", clusterOpts())
+	// Refreshed every 150ms: a stall of 300ms would be needed to lapse.
+	const presenceTTL = 450 * time.Millisecond
+	opts := redis.ClusterOptions{LeaseTTL: ttl, PresenceTTL: presenceTTL}
+	a := startMember(t, st, "a", opts)
+	b := startMember(t, st, "b", opts)
 	ctx := t.Context()
 	awake := func(m *member, dev string) bool {
 		ok, err := m.c.Awake(ctx, dev, "news")
@@ -132,17 +135,17 @@ func TestPresence(t *testing.T) {
 	_, err = a.c.Enter(ctx, "d2", "news")
 	must(t, err)
 	start := time.Now()
-	waitFor(t, "three presence TTLs", 3*ttl+time.Second, func() bool {
+	waitFor(t, "two presence TTLs", 2*presenceTTL+time.Second, func() bool {
 		if !awake(b, "d2") {
 			t.Fatalf("fell asleep %v after entering while the replica runs", time.Since(start))
 		}
-		return time.Since(start) > 3*ttl
+		return time.Since(start) > 2*presenceTTL
 	})
 	// The replica dies: its mark lapses.
 	a.kill()
 	<-a.stopped
-	took := waitFor(t, "the dead replica's mark lapses", ttl+time.Second, func() bool { return !awake(b, "d2") })
-	t.Logf("presence lapsed %v after the replica died (TTL %v)", took, ttl)
+	took := waitFor(t, "the dead replica's mark lapses", presenceTTL+time.Second, func() bool { return !awake(b, "d2") })
+	t.Logf("presence lapsed %v after the replica died (TTL %v)", took, presenceTTL)
 }
 
 // TestClusterClose: Close hands the leases over at once, is idempotent, and

@@ -105,6 +105,7 @@ type Cluster struct {
 	members  []string      // live members, sorted; nil while not running
 	changed  chan struct{} // closed and replaced when members change
 	leases   map[*held]struct{}
+	former   map[string]string // stream -> token of a lease given up, key kept
 	presence map[*presenceEntry]struct{}
 	seq      uint64
 }
@@ -129,6 +130,7 @@ func NewCluster(st *Store, replicaID string, opts ClusterOptions) (*Cluster, err
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}),
 		leases:   map[*held]struct{}{},
+		former:   map[string]string{},
 		presence: map[*presenceEntry]struct{}{},
 	}, nil
 }
@@ -241,6 +243,7 @@ func (c *Cluster) stopped() {
 	c.running = false
 	c.setMembersLocked(nil)
 	hs := c.takeLeasesLocked(func(*held) bool { return true })
+	c.rememberLocked(hs)
 	c.mu.Unlock()
 	for _, h := range hs {
 		h.cancel(errStopped)

@@ -21,10 +21,16 @@ type held struct {
 	once   sync.Once // the key is released once
 }
 
-// acquireScript sets the lease to ARGV[1] for ARGV[2] ms unless it is held;
-// returns -1 when set, else the holder's remaining ms (PTTL).
+// acquireScript sets the lease to ARGV[1] for ARGV[2] ms unless another
+// holds it: free, or held by ARGV[3] (a former lease of this replica that
+// it gave up without deleting). Returns -1 when set, else the holder's
+// remaining ms (PTTL).
 var acquireScript = goredis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+local cur = redis.call('GET', KEYS[1])
+if not cur or (ARGV[3] ~= '' and cur == ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return -1
+end
 return redis.call('PTTL', KEYS[1])
 `)
 
@@ -103,13 +109,19 @@ func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Durat
 	c.mu.Lock()
 	c.seq++
 	token := c.id + "/" + c.nonce + "/" + strconv.FormatUint(c.seq, 10)
+	former := c.former[stream]
 	c.mu.Unlock()
 	l := lease{key: c.st.key("lease:", stream), token: token}
 	ttl := c.opts.LeaseTTL.Milliseconds()
-	left, err := acquireScript.Run(ctx, c.st.rdb, []string{l.key}, token, ttl).Int64()
+	left, err := acquireScript.Run(ctx, c.st.rdb, []string{l.key}, token, ttl, former).Int64()
 	if err != nil {
 		return nil, 0, c.st.wrap("take lease", err)
 	}
+	c.mu.Lock()
+	if c.former[stream] == former {
+		delete(c.former, stream) // taken over, or someone else's now
+	}
+	c.mu.Unlock()
 	if left >= 0 {
 		return nil, time.Duration(left) * time.Millisecond, nil
 	}
@@ -171,11 +183,23 @@ func (c *Cluster) takeLeasesLocked(pred func(*held) bool) []*held {
 	return out
 }
 
+// rememberLocked notes the tokens of leases given up without deleting
+// their keys: this replica may take them back at once (after a blip of
+// Redis, say) rather than wait for them to expire.
+func (c *Cluster) rememberLocked(hs []*held) {
+	for _, h := range hs {
+		c.former[h.stream] = h.lease.token
+	}
+}
+
 // revoke ends the held leases pred selects, deleting their keys when del
 // (the stream goes to another member, which need not wait for expiry).
 func (c *Cluster) revoke(ctx context.Context, del bool, pred func(*held) bool) {
 	c.mu.Lock()
 	hs := c.takeLeasesLocked(pred)
+	if !del {
+		c.rememberLocked(hs)
+	}
 	c.mu.Unlock()
 	for _, h := range hs {
 		h.cancel(ErrLeaseLost)

@@ -13,8 +13,8 @@ import (
 	"github.com/wakeline/wakeline/store"
 )
 
-// evictChunk is how many events one pair of evict scripts judges and
-// removes: the scan holds them whole in the script's memory.
+// evictChunk is how many events Evict judges and removes per round trip:
+// the judging reads them whole.
 const evictChunk = 256
 
 // maxRetries bounds the attempts of an operation that found the store moved

@@ -59,8 +59,10 @@ func RunReopen(t *testing.T, open PlaceOpener) {
 	must(t, "Device after reopen", err)
 	wantDevice(t, "device after reopen", d, device("dev1"))
 	wantCursor(t, s, "dev1", "news", 4, 2)
-	if ok, err := s.ClaimWake(ctx, "dev1", "news", t0.Add(time.Minute), time.Hour); ok || err != nil {
-		t.Fatalf("ClaimWake after reopen = %v, %v; want the wake still outstanding", ok, err)
+	// Wake claims need not outlive the process (store.Delivery): after a
+	// reopen a claim either still stands or is free again, never an error.
+	if _, err := s.ClaimWake(ctx, "dev1", "news", t0.Add(time.Minute), time.Hour); err != nil {
+		t.Fatalf("ClaimWake after reopen: %v", err)
 	}
 	k, err := s.VAPIDKeys(ctx, func() (store.VAPIDKeys, error) { return store.VAPIDKeys{Public: "x", Private: "y"}, nil })
 	if err != nil || k != keys {
