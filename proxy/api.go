@@ -209,13 +209,9 @@ func findSub(d store.Device, up string) (store.Subscription, bool) {
 func (g *Gateway) state(ctx context.Context, d store.Device) (deviceState, error) {
 	st := deviceState{ID: d.ID, Subscriptions: []subscriptionState{}}
 	for _, s := range d.Subscriptions {
-		pos, pending, err := g.st.Cursor(ctx, d.ID, s.Upstream)
+		pos, pending, err := g.cursors.cursor(ctx, d.ID, s.Upstream)
 		if err != nil {
 			return st, err
-		}
-		if mem := g.cursors.delivered(d.ID, s.Upstream); mem > pos {
-			pending = max(0, pending-int64(mem-pos))
-			pos = mem
 		}
 		connected, err := g.presence.Awake(ctx, d.ID, s.Upstream)
 		if err != nil {

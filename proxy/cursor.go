@@ -80,6 +80,20 @@ func (c *cursors) delivered(device, upstream string) uint64 {
 	return sh.seen[cursorKey{device, upstream}]
 }
 
+// cursor is the store's cursor and pending count for the device, moved on
+// by what this process delivered and has not flushed yet.
+func (c *cursors) cursor(ctx context.Context, device, upstream string) (uint64, int64, error) {
+	pos, pending, err := c.st.Cursor(ctx, device, upstream)
+	if err != nil {
+		return pos, pending, err
+	}
+	if mem := c.delivered(device, upstream); mem > pos {
+		pending = max(0, pending-int64(mem-pos))
+		pos = mem
+	}
+	return pos, pending, nil
+}
+
 func (c *cursors) forget(device string) {
 	sh := c.shard(device)
 	sh.mu.Lock()

@@ -84,11 +84,8 @@ func (g *Gateway) startPos(ctx context.Context, key cursorKey, stream, asked str
 		pos, known, err := resolve(ctx, g.st, stream, asked)
 		return pos, !known, err
 	}
-	pos, _, err := g.st.Cursor(ctx, key.device, key.upstream)
-	if err != nil {
-		return 0, false, err
-	}
-	return max(pos, g.cursors.delivered(key.device, key.upstream)), false, nil
+	pos, _, err := g.cursors.cursor(ctx, key.device, key.upstream)
+	return pos, false, err
 }
 
 func (s *devStream) run(ctx context.Context, notify <-chan struct{}, asked string, gap bool) error {

@@ -36,9 +36,11 @@ type env struct {
 	path   string
 	// slowAfter is the gateway's SlowDeviceTimeout; set before start.
 	slowAfter time.Duration
-	st        store.Store
-	gw        *proxy.Gateway
-	front     *httptest.Server
+	// wrap, if set before start, wraps the store the gateway uses.
+	wrap  func(store.Store) store.Store
+	st    store.Store
+	gw    *proxy.Gateway
+	front *httptest.Server
 }
 
 func newEnv(t testing.TB, mutate func(*config.Config)) *env {
@@ -86,7 +88,11 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := proxy.New(proxy.Options{Config: e.cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public, SlowDeviceTimeout: e.slowAfter})
+	var gst store.Store = st
+	if e.wrap != nil {
+		gst = e.wrap(st)
+	}
+	gw, err := proxy.New(proxy.Options{Config: e.cfg, Store: gst, Sender: sender, VAPIDPublicKey: keys.Public, SlowDeviceTimeout: e.slowAfter})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,44 +121,62 @@ func (g *Gateway) ensureRunnerLocked(stream string) {
 
 func (g *Gateway) runOrigin(ctx context.Context, c *upstream.Client, stream, up string) {
 	r := &resumer{st: g.st, stream: stream, log: g.log}
+	retry := g.upstreams[up].Retry
 	g.lead(ctx, stream, func(held context.Context) bool {
-		handle := func(ctx context.Context, ev upstream.Event) error {
-			if err := g.accept(ctx, stream, up, ev); err != nil {
-				return err
+		wait := retry.Initial
+		for {
+			stop, stored := g.session(held, c, r, stream, up)
+			if stop || held.Err() != nil {
+				return stop
 			}
-			r.last = ev.LastEventID
-			return nil
+			// The store failed: wait before asking the origin again.
+			if stored {
+				wait = retry.Initial
+			}
+			select {
+			case <-held.Done():
+				return false
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, retry.Max)
 		}
-		err := c.Run(held, func() string { return r.resume(held) }, handle)
-		switch {
-		case errors.Is(err, upstream.ErrNoContent):
-			g.log.Info("proxy: origin asked the gateway to stop (204)", slog.String(keyStream, stream))
-			return true
-		case err != nil && held.Err() == nil:
-			// Run gives up only on what retrying cannot mend (a bad URL).
-			g.log.Error("proxy: origin connection ended", slog.String(keyStream, stream), slog.Any(keyErr, err))
-			return true
-		}
-		return false
 	})
 }
 
-// accept stores an origin event before anything else happens, then wakes
-// the readers of its stream and the devices that sleep. An error makes the
-// client reconnect from the resume id last stored, so nothing is lost.
-func (g *Gateway) accept(ctx context.Context, stream, up string, ev upstream.Event) error {
-	now := time.Now()
-	evs, err := g.st.Append(ctx, stream, []store.Event{{
-		ID: ev.ID, HasID: ev.HasID, Type: ev.Type, Data: ev.Data, Received: now,
-	}}, ev.LastEventID)
-	g.metrics.appendLatency.Observe(time.Since(now).Seconds())
-	if err != nil {
-		return err
+// session reads the origin through one appender until the lease ends, the
+// origin says stop (stop), or the store fails: the session then ends at
+// once, even if no further event comes, so that the next one resumes from
+// what was stored. stored says whether anything was.
+func (g *Gateway) session(held context.Context, c *upstream.Client, r *resumer, stream, up string) (stop, stored bool) {
+	sctx, cancel := context.WithCancel(held)
+	a := newAppender(g, stream, up, cancel)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.run(sctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+		stored = a.wrote // run has returned: no race
+	}()
+	resume := func() string {
+		if last, ok := a.flush(sctx); ok {
+			r.last = last
+		}
+		return r.resume(sctx)
 	}
-	g.metrics.received.WithLabelValues(up).Inc()
-	g.published(stream, evs, now)
-	g.announce(Notice{Stream: stream})
-	return nil
+	err := c.Run(sctx, resume, a.handle)
+	switch {
+	case errors.Is(err, upstream.ErrNoContent):
+		g.log.Info("proxy: origin asked the gateway to stop (204)", slog.String(keyStream, stream))
+		return true, false
+	case err != nil && sctx.Err() == nil:
+		// Run gives up only on what retrying cannot mend (a bad URL).
+		g.log.Error("proxy: origin connection ended", slog.String(keyStream, stream), slog.Any(keyErr, err))
+		return true, false
+	}
+	return false, false
 }
 
 // published hands stored events to live readers and asks for wakes of the

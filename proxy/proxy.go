@@ -174,8 +174,8 @@ func New(o Options) (*Gateway, error) {
 		workers = 16
 	}
 	g.queue = push.NewQueue(o.Sender, push.QueueOptions{Workers: workers, Logger: log}, g.onPushResult)
-	g.waker = newWaker(o.Store, g.queue, g.presence, o.Config.Push.RewakeAfter, log, g.metrics)
 	g.cursors = newCursors(o.Store, log)
+	g.waker = newWaker(o.Store, g.cursors, g.queue, g.presence, o.Config.Push.RewakeAfter, log, g.metrics)
 	return g, nil
 }
 

@@ -33,6 +33,7 @@ type wakeReq struct {
 // across replicas.
 type waker struct {
 	st       store.Store
+	cursors  *cursors
 	presence Presence
 	queue    *push.Queue
 	rewake   time.Duration
@@ -46,9 +47,9 @@ type waker struct {
 	ready       chan struct{}
 }
 
-func newWaker(st store.Store, q *push.Queue, p Presence, rewake time.Duration, log *slog.Logger, m *metrics) *waker {
+func newWaker(st store.Store, c *cursors, q *push.Queue, p Presence, rewake time.Duration, log *slog.Logger, m *metrics) *waker {
 	return &waker{
-		st: st, presence: p, queue: q, rewake: rewake, log: log, metrics: m,
+		st: st, cursors: c, presence: p, queue: q, rewake: rewake, log: log, metrics: m,
 		outstanding: map[cursorKey]time.Time{},
 		backlog:     map[cursorKey]wakeReq{},
 		ready:       make(chan struct{}, 1),
@@ -176,7 +177,7 @@ func (w *waker) try(ctx context.Context, r wakeReq) (sent bool, err error) {
 	w.mu.Lock()
 	w.outstanding[r.key] = now
 	w.mu.Unlock()
-	_, pending, err := w.st.Cursor(ctx, r.key.device, r.key.upstream)
+	_, pending, err := w.cursors.cursor(ctx, r.key.device, r.key.upstream)
 	if err != nil {
 		return true, err
 	}

@@ -26,7 +26,7 @@ type member struct {
 
 // startMember makes a cluster member on st; Run starts at once unless
 // later is set (then call run).
-func newMember(t *testing.T, st *redis.Store, id string, opts redis.ClusterOptions) *member {
+func newMember(t testing.TB, st *redis.Store, id string, opts redis.ClusterOptions) *member {
 	t.Helper()
 	c, err := redis.NewCluster(st, id, opts)
 	if err != nil {
@@ -47,7 +47,7 @@ func newMember(t *testing.T, st *redis.Store, id string, opts redis.ClusterOptio
 	return m
 }
 
-func (m *member) run(t *testing.T) {
+func (m *member) run(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.kill = cancel
 	go func() {
@@ -67,7 +67,7 @@ func (m *member) dead() bool {
 	}
 }
 
-func startMember(t *testing.T, st *redis.Store, id string, opts redis.ClusterOptions) *member {
+func startMember(t testing.TB, st *redis.Store, id string, opts redis.ClusterOptions) *member {
 	m := newMember(t, st, id, opts)
 	m.run(t)
 	return m
@@ -126,7 +126,7 @@ func cutLast(s string, sep byte) (string, string, bool) {
 // leadLoop is what a gateway does with a stream: Lead, append while the
 // lease is held, release, again; each append carries the acquisition's tag.
 // A dead member's loop ends without releasing.
-func leadLoop(ctx context.Context, t *testing.T, m *member, st *redis.Store, stream string, h *holders) {
+func leadLoop(ctx context.Context, t testing.TB, m *member, st *redis.Store, stream string, h *holders) {
 	for acq := 0; ; acq++ {
 		held, release, err := m.c.Lead(ctx, stream)
 		if err != nil {
@@ -159,7 +159,7 @@ func leadLoop(ctx context.Context, t *testing.T, m *member, st *redis.Store, str
 }
 
 // waitFor polls cond on a ticker until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	tick := time.NewTicker(5 * time.Millisecond)

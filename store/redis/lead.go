@@ -23,13 +23,13 @@ type held struct {
 
 // acquireScript sets the lease to ARGV[1] for ARGV[2] ms unless another
 // holds it: free, or held by ARGV[3] (a former lease of this replica that
-// it gave up without deleting). Returns -1 when set, else the holder's
-// remaining ms (PTTL).
+// it gave up without deleting). Returns -3 when set, else the holder's
+// remaining ms (PTTL: -1 for a key without expiry).
 var acquireScript = goredis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur or (ARGV[3] ~= '' and cur == ARGV[3]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return -1
+  return -3
 end
 return redis.call('PTTL', KEYS[1])
 `)
@@ -103,6 +103,9 @@ func (c *Cluster) Lead(ctx context.Context, stream string) (context.Context, fun
 	}
 }
 
+// acquired is acquireScript's answer when the lease was taken.
+const acquired = -3
+
 // acquire tries to take stream's lease. It returns the held lease, or how
 // long the current holder's lease has left (0 when unknown).
 func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Duration, error) {
@@ -122,8 +125,8 @@ func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Durat
 		delete(c.former, stream) // taken over, or someone else's now
 	}
 	c.mu.Unlock()
-	if left >= 0 {
-		return nil, time.Duration(left) * time.Millisecond, nil
+	if left != acquired {
+		return nil, time.Duration(max(left, 0)) * time.Millisecond, nil
 	}
 	h := &held{stream: stream, lease: l}
 	h.ctx, h.cancel = context.WithCancelCause(withLease(ctx, l))

@@ -11,27 +11,30 @@
 //	                   DeleteDevice keeps last, so positions are never reused
 //	P log:<stream>     Redis Stream, entry id "<pos>-0", fields r (received,
 //	                   Unix ns), t (type), i ("1"+id or "0"+id), d (data)
-//	P ids:<stream>     hash: origin id -> newest position carrying it (Lookup)
+//	P ids:<stream>     hash: origin id -> newest kept position carrying it
 //	P lease:<stream>   string: the token of the replica holding the stream
 //	P dev:<id>         hash: rec (the device, JSON), s:<upstream> stream,
 //	                   c:<upstream> cursor, w:<upstream> outstanding wake
 //	P devices          zset (score 0): every device id, paged by BYLEX
 //	P subs:<stream>    zset (score 0): the devices subscribed to stream
-//	P own:<id>         set: the per-device streams "d/<id>/..." ever appended
-//	P members          zset: replica id scored by its expiry (Redis ms)
+//	P own:<id>         set: the per-device streams "d/<id>/..." appended to
+//	P members          zset: replica id scored by its expiry (Redis ms); also
+//	                   the pub/sub channel where joins and leaves are told
 //	P awake:<dev>/<up> zset: "<replica>:<n>" scored by expiry (Redis ms)
 //	P bus              pub/sub channel of Cluster's Announce and Listen
 //
 // Positions within a stream are contiguous, so the oldest kept position is
 // last - XLEN + 1 and pending counts need no scan. Every write that must be
-// atomic is one Lua script (scripts.go); the rules shared with the bolt
-// backend (store.ReadStart, store.Pending, Retention.Outside) are applied in
-// Go, on values a script read atomically, and a script that acts on them
-// checks that nothing moved meanwhile.
+// atomic is one Lua script (scripts.go); reads that must be consistent are
+// one MULTI. The rules shared with the bolt backend (store.ReadStart,
+// store.Pending, Retention.Outside) are applied in Go, on values read
+// atomically, and the script that acts on them checks that nothing moved
+// meanwhile.
 //
-// Durability is what the Redis server is configured for (appendonly yes and
-// appendfsync always or everysec); the store does not wait for fsync.
-// Positions are exact up to 2^53 (Lua numbers are doubles).
+// Durability is what the Redis server is configured for (appendonly yes, and
+// appendfsync always for no loss on a power cut); the store does not wait
+// for fsync. Positions are exact up to 2^53 (Lua numbers are doubles).
+// Redis 6.2 or later (XTRIM MINID).
 //
 // Redis Cluster is not supported: scripts touch keys of several streams and
 // devices, which would need them all in one hash slot. Sentinel is: a URL
