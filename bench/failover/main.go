@@ -215,4 +215,3 @@ func freeAddr() string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
-
