@@ -42,7 +42,8 @@ type ClusterOptions struct {
 	// DefaultLeaseTTL; at least 30ms.
 	LeaseTTL time.Duration
 	// MemberTTL is how long a replica stays a member after its last
-	// heartbeat (every MemberTTL/3). Zero means LeaseTTL.
+	// heartbeat. Heartbeats and lease renewals share one beat, every third
+	// of the shorter of the two TTLs. Zero means LeaseTTL.
 	MemberTTL time.Duration
 	// PresenceTTL is how long a device stays awake after the replica
 	// holding its stream stops refreshing it (every PresenceTTL/3): the

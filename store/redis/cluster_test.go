@@ -24,8 +24,8 @@ type member struct {
 	stopped chan struct{}      // closed when Run returned
 }
 
-// startMember makes a cluster member on st; Run starts at once unless
-// later is set (then call run).
+// newMember makes a cluster member on st, not yet running (see run); it
+// is closed at cleanup.
 func newMember(t testing.TB, st *redis.Store, id string, opts redis.ClusterOptions) *member {
 	t.Helper()
 	c, err := redis.NewCluster(st, id, opts)
@@ -47,6 +47,7 @@ func newMember(t testing.TB, st *redis.Store, id string, opts redis.ClusterOptio
 	return m
 }
 
+// run starts the member's Run; kill ends it.
 func (m *member) run(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.kill = cancel
@@ -58,6 +59,7 @@ func (m *member) run(t testing.TB) {
 	}()
 }
 
+// dead reports whether the member's Run returned.
 func (m *member) dead() bool {
 	select {
 	case <-m.stopped:
@@ -67,6 +69,7 @@ func (m *member) dead() bool {
 	}
 }
 
+// startMember makes a member and runs it.
 func startMember(t testing.TB, st *redis.Store, id string, opts redis.ClusterOptions) *member {
 	m := newMember(t, st, id, opts)
 	m.run(t)
@@ -177,7 +180,7 @@ func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) 
 }
 
 // settled reports whether every stream is held by exactly one member, the
-// one every running member's view names, out of want.
+// one every running member's view names.
 func settled(h *holders, streams []string, ms []*member) bool {
 	for _, s := range streams {
 		holder := h.member(s)

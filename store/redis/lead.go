@@ -89,8 +89,9 @@ func (c *Cluster) Lead(ctx context.Context, stream string) (context.Context, fun
 			if err != nil && ctx.Err() == nil {
 				c.log.Debug("redis: taking a lease", slog.String(keyStream, stream), slog.Any(keyErr, err))
 			}
-			if left > 0 {
-				wait = min(wait, max(left, time.Millisecond))
+			if left >= 0 {
+				// Try again just after the holder's lease expires.
+				wait = min(wait, left+time.Millisecond)
 			}
 		}
 		timer.Reset(wait)
@@ -107,7 +108,7 @@ func (c *Cluster) Lead(ctx context.Context, stream string) (context.Context, fun
 const acquired = -3
 
 // acquire tries to take stream's lease. It returns the held lease, or how
-// long the current holder's lease has left (0 when unknown).
+// long the current holder's lease has left (-1 when unknown).
 func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Duration, error) {
 	c.mu.Lock()
 	c.seq++
@@ -118,7 +119,7 @@ func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Durat
 	ttl := c.opts.LeaseTTL.Milliseconds()
 	left, err := acquireScript.Run(ctx, c.st.rdb, []string{l.key}, token, ttl, former).Int64()
 	if err != nil {
-		return nil, 0, c.st.wrap("take lease", err)
+		return nil, -1, c.st.wrap("take lease", err)
 	}
 	c.mu.Lock()
 	if c.former[stream] == former {
@@ -126,7 +127,10 @@ func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Durat
 	}
 	c.mu.Unlock()
 	if left != acquired {
-		return nil, time.Duration(max(left, 0)) * time.Millisecond, nil
+		if left < 0 {
+			return nil, -1, nil // held without expiry: not by a Cluster
+		}
+		return nil, time.Duration(left) * time.Millisecond, nil
 	}
 	h := &held{stream: stream, lease: l}
 	h.ctx, h.cancel = context.WithCancelCause(withLease(ctx, l))
@@ -140,7 +144,7 @@ func (c *Cluster) acquire(ctx context.Context, stream string) (*held, time.Durat
 	if !ok {
 		h.cancel(ErrLeaseLost)
 		_ = c.releaseKey(ctx, h)
-		return nil, 0, nil
+		return nil, -1, nil
 	}
 	// A lease whose context ends (ctx did) is no longer renewed.
 	context.AfterFunc(h.ctx, func() { c.forget(h) })

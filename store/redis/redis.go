@@ -91,7 +91,10 @@ type Options struct {
 	Prefix string
 	// DialTimeout, ReadTimeout and WriteTimeout bound every call when Redis
 	// does not answer. Zero means the URL's dial_timeout, read_timeout,
-	// write_timeout parameters, else the Default... constants.
+	// write_timeout parameters, else the Default... constants. A context's
+	// deadline bounds a call too; its cancellation is seen before a call
+	// and while it waits for a connection, but a reply already awaited is
+	// awaited until ReadTimeout (go-redis does not watch ctx.Done).
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration

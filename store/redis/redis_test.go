@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// redisAddr is the Redis the tests share: WAKELINE_TEST_REDIS, as host:port
+// redisURL is the Redis the tests share: WAKELINE_TEST_REDIS, as host:port
 // or a URL.
 func redisURL() string {
 	addr := os.Getenv("WAKELINE_TEST_REDIS")
