@@ -40,6 +40,7 @@ func freeAddr(t testing.TB) string {
 // that the test may kill and restart it.
 type redisServer struct {
 	t    testing.TB
+	bin  string
 	addr string
 	dir  string
 	cmd  *exec.Cmd
@@ -51,7 +52,7 @@ func startRedis(t testing.TB) *redisServer {
 	if err != nil {
 		t.Skip("redis-server is not installed: the cluster test needs its own Redis to kill and restart")
 	}
-	r := &redisServer{t: t, addr: freeAddr(t), dir: t.TempDir()}
+	r := &redisServer{t: t, bin: bin, addr: freeAddr(t), dir: t.TempDir()}
 	r.start(bin)
 	t.Cleanup(r.stop)
 	return r
@@ -86,10 +87,17 @@ func (r *redisServer) stop() {
 	}
 }
 
-func (r *redisServer) restart() {
-	bin, _ := exec.LookPath("redis-server")
-	r.stop()
-	r.start(bin)
+// live returns the replicas still running.
+func (c *cluster) live() []*replica {
+	var out []*replica
+	for _, r := range c.replicas {
+		select {
+		case <-r.done:
+		default:
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // replica is one gateway process, this test binary run as wakeline.
@@ -374,8 +382,27 @@ func TestClusterFailoverAndRedisRestart(t *testing.T) {
 	t.Logf("failover: %v from SIGKILL of %s to the origin held again", time.Since(killed).Round(time.Millisecond), victim.id)
 	c.waitAll(devs, 100)
 
+	// Redis goes away under load: replicas say they are not ready, store
+	// nothing, and neither crash nor lose what the origin can replay.
 	go c.emit(101, 125)
-	c.redis.restart()
+	c.redis.stop()
+	live := c.live()
+	c.eventually("every replica not ready", func() bool {
+		for _, r := range live {
+			if probe(t.Context(), r.base+"/readyz") == nil {
+				return false
+			}
+		}
+		return true
+	})
+	c.redis.start(c.redis.bin)
+	for _, r := range live {
+		select {
+		case <-r.done:
+			t.Fatalf("replica %s exited while Redis was away", r.id)
+		default:
+		}
+	}
 	c.emit(126, 150)
 	c.waitAll(devs, 150)
 	if n := c.origin.Open(); n != 1 {
