@@ -60,6 +60,11 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		g.internal(w, "resolving resume point", err)
 		return
 	}
+	if asked != "" && !gap {
+		// The device says it has everything up to there: if it leaves
+		// without reading more, nothing before it counts as pending.
+		g.cursors.set(key.device, key.upstream, start)
+	}
 	ctx, done := g.openConn(r.Context(), d.ID)
 	defer done()
 	tl := g.tailFor(sub.Stream)
@@ -290,7 +295,12 @@ func (g *Gateway) wakeIfPending(k cursorKey, stream string) {
 	if err != nil || last <= pos {
 		return
 	}
-	g.waker.request(wakeReq{key: k, stream: stream, received: time.Now()})
+	// Latency counts from the newest pending event's arrival.
+	received := time.Now()
+	if p, err := g.st.Read(ctx, stream, last-1, 1); err == nil && len(p.Events) == 1 {
+		received = p.Events[0].Received
+	}
+	g.waker.request(wakeReq{key: k, stream: stream, received: received})
 }
 
 // retryHint is the reconnection delay the gateway tells device streams.
