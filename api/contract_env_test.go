@@ -19,7 +19,6 @@ import (
 	"github.com/wakeline/wakeline/api"
 	wlconfig "github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
-	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
@@ -73,15 +72,7 @@ func (c *contract) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := st.VAPIDKeys(t.Context(), push.GenerateVAPIDKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pushClient := push.NewHTTPClient(true)
-	sender, err := push.NewSender(push.Config{
-		VAPIDPublicKey: keys.Public, VAPIDPrivateKey: keys.Private, Subject: cfg.Push.Subject,
-		TTL: cfg.Push.TTL, Urgency: cfg.Push.Urgency,
-	}, pushClient, nil)
+	sender, keys, err := proxy.NewSender(t.Context(), cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +95,6 @@ func (c *contract) start() {
 		if err := st.Close(); err != nil {
 			t.Errorf("closing the store: %v", err)
 		}
-		pushClient.CloseIdleConnections()
 		c.client.CloseIdleConnections()
 	})
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
-	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store"
 	"github.com/wakeline/wakeline/store/bolt"
@@ -77,14 +76,7 @@ func (e *env) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := st.VAPIDKeys(t.Context(), push.GenerateVAPIDKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sender, err := push.NewSender(push.Config{
-		VAPIDPublicKey: keys.Public, VAPIDPrivateKey: keys.Private, Subject: e.cfg.Push.Subject,
-		TTL: e.cfg.Push.TTL, Urgency: e.cfg.Push.Urgency,
-	}, push.NewHTTPClient(true), nil)
+	sender, keys, err := proxy.NewSender(t.Context(), e.cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

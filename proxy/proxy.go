@@ -97,6 +97,7 @@ type Gateway struct {
 	bus      Bus
 	presence Presence
 
+	sender  *push.Sender
 	queue   *push.Queue
 	waker   *waker
 	cursors *cursors
@@ -173,6 +174,7 @@ func New(o Options) (*Gateway, error) {
 	if workers <= 0 {
 		workers = 16
 	}
+	g.sender = o.Sender
 	g.queue = push.NewQueue(o.Sender, push.QueueOptions{Workers: workers, Logger: log}, g.onPushResult)
 	g.cursors = newCursors(o.Store, log)
 	g.waker = newWaker(o.Store, g.cursors, g.queue, g.presence, o.Config.Push.RewakeAfter, log, g.metrics)
@@ -253,6 +255,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 	if qerr := g.queue.Close(ctx); qerr != nil && !errors.Is(qerr, push.ErrClosed) {
 		err = errors.Join(err, qerr)
 	}
+	g.sender.CloseIdleConnections()
 	return err
 }
 

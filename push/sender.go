@@ -57,6 +57,10 @@ type Sender struct {
 	urgency string
 }
 
+// CloseIdleConnections closes the sender's idle connections to push
+// services; the owner of a Sender calls it when done with it.
+func (s *Sender) CloseIdleConnections() { s.client.CloseIdleConnections() }
+
 // NewSender checks cfg and returns a Sender. A nil client means
 // NewHTTPClient(false); a nil logger discards.
 func NewSender(cfg Config, client *http.Client, logger *slog.Logger) (*Sender, error) {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
-	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream"
@@ -55,12 +54,7 @@ func newRig(ctx context.Context, mutate func(*config.Config), onWake func(device
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	keys, err := push.GenerateVAPIDKeys()
-	if err != nil {
-		return nil, err
-	}
-	sender, err := push.NewSender(push.Config{VAPIDPublicKey: keys.Public, VAPIDPrivateKey: keys.Private,
-		Subject: cfg.Push.Subject, TTL: cfg.Push.TTL, Urgency: cfg.Push.Urgency}, push.NewHTTPClient(true), nil)
+	sender, keys, err := proxy.NewSender(ctx, cfg, st, nil)
 	if err != nil {
 		return nil, err
 	}

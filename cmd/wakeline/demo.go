@@ -13,7 +13,6 @@ import (
 	"github.com/wakeline/wakeline"
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
-	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
@@ -78,19 +77,12 @@ func startDemoGateway(ctx context.Context, originURL, listen string) (string, fu
 		return "", nil, err
 	}
 	cfg := demoConfig(originURL)
-	keys, err := st.VAPIDKeys(ctx, push.GenerateVAPIDKeys)
+	sender, keys, err := proxy.NewSender(ctx, cfg, st, nil)
 	if err == nil {
-		var sender *push.Sender
-		sender, err = push.NewSender(push.Config{
-			VAPIDPublicKey: keys.Public, VAPIDPrivateKey: keys.Private, Subject: cfg.Push.Subject,
-			TTL: cfg.Push.TTL, Urgency: cfg.Push.Urgency,
-		}, push.NewHTTPClient(true), nil)
+		var gw *proxy.Gateway
+		gw, err = proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
 		if err == nil {
-			var gw *proxy.Gateway
-			gw, err = proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
-			if err == nil {
-				return serveDemo(ctx, gw, listen, st.Close, dir)
-			}
+			return serveDemo(ctx, gw, listen, st.Close, dir)
 		}
 	}
 	st.Close()

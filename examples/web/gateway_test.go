@@ -17,7 +17,6 @@ import (
 	"github.com/wakeline/wakeline"
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
-	"github.com/wakeline/wakeline/push"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
@@ -57,15 +56,7 @@ func startGateway(t *testing.T) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := st.VAPIDKeys(t.Context(), push.GenerateVAPIDKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pushClient := push.NewHTTPClient(true)
-	sender, err := push.NewSender(push.Config{
-		VAPIDPublicKey: keys.Public, VAPIDPrivateKey: keys.Private, Subject: cfg.Push.Subject,
-		TTL: cfg.Push.TTL, Urgency: cfg.Push.Urgency,
-	}, pushClient, nil)
+	sender, keys, err := proxy.NewSender(t.Context(), cfg, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +84,6 @@ func startGateway(t *testing.T) *gateway {
 		if err := st.Close(); err != nil {
 			t.Errorf("closing the store: %v", err)
 		}
-		pushClient.CloseIdleConnections()
 		g.client.CloseIdleConnections()
 	})
 	return g
