@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/store"
 	"github.com/wakeline/wakeline/store/bolt"
@@ -39,6 +40,9 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 		logger.Info("store open", slog.String("driver", "bolt"), slog.String("path", cfg.Store.Path))
 		return &backend{st: st}, nil
 	}
+	// go-redis logs through a process-wide logger of its own, to stderr in
+	// plain text: route it into ours (once per process is all there is).
+	goredis.SetLogger(redisLog{logger})
 	st, err := openRedis(ctx, cfg, logger)
 	if st == nil || err != nil {
 		return nil, err
@@ -106,4 +110,12 @@ func (b *backend) close(logger *slog.Logger) {
 	if err := b.st.Close(); err != nil {
 		logger.Error("closing store", slog.Any("err", err))
 	}
+}
+
+// redisLog is go-redis's logger on our slog logger, at debug level: what it
+// says (a dial failed) the gateway says itself, once, at warn.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
