@@ -1,10 +1,12 @@
 package proxy_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -310,4 +312,33 @@ func TestGoneSubscriptionIsNotPushedAgain(t *testing.T) {
 	s := e.open(d, "news", "1")
 	s.expect("e2")
 	e.noWake()
+}
+
+// An idle device stream carries heartbeat comments and the retry hint.
+func TestIdleStreamHasHeartbeats(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Stream.Heartbeat = 10 * time.Millisecond
+		c.Stream.Retry = 1234 * time.Millisecond
+	})
+	d := e.register("news")
+	req, _ := http.NewRequestWithContext(e.ctx, "GET", e.front.URL+"/v1/devices/"+d.ID+"/streams/news", nil)
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("Cache-Control %q", resp.Header.Get("Cache-Control"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() && len(lines) < 6 {
+		if sc.Text() != "" {
+			lines = append(lines, sc.Text())
+		}
+	}
+	if len(lines) < 3 || lines[0] != "retry: 1234" || !strings.HasPrefix(lines[1], ":") || !strings.HasPrefix(lines[2], ":") {
+		t.Fatalf("stream began %q, want the retry hint then comments", lines)
+	}
 }
