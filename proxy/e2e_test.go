@@ -72,11 +72,12 @@ func TestFullLoop(t *testing.T) {
 	// The cursor moves once the gateway's write returned, which may be
 	// after the device read the event.
 	var st state
-	e.eventually("cursor at 5", func() bool {
+	// The push answer too is recorded after the push service saw the wake.
+	e.eventually("cursor at 5 and the push recorded", func() bool {
 		st = e.state(d)
-		return st.Subscriptions[0].LastEventID == "5"
+		return st.Subscriptions[0].LastEventID == "5" && st.Push.LastPushAt != nil
 	})
-	if st.Push.Status != store.PushOK || st.Push.LastPushAt == nil {
+	if st.Push.Status != store.PushOK {
 		t.Fatalf("push state %+v", st.Push)
 	}
 	if sub := st.Subscriptions[0]; !sub.Connected || sub.Pending != 0 {
