@@ -152,10 +152,16 @@ type StreamConfig struct {
 	// MaxEventSize bounds one event read from an origin, in bytes; a larger
 	// one is an origin error. Default DefaultMaxEventSize.
 	MaxEventSize int `mapstructure:"max_event_size"`
-	// SendBuffer is how many events may wait for one slow device stream
-	// before it is disconnected (it resumes by Last-Event-ID).
-	// Default DefaultSendBuffer.
+	// SendBuffer bounds the events one read of a log hands a device stream
+	// at once (a replay page). Nothing more is queued for a device: one
+	// that cannot take an event within the write timeout is disconnected
+	// and resumes by Last-Event-ID. Default DefaultSendBuffer.
 	SendBuffer int `mapstructure:"send_buffer"`
+	// CORSOrigins are the web origins ("https://app.example", or "*") whose
+	// pages may call the API and open streams from the browser. None (the
+	// default): only pages served from the gateway's own origin, or through
+	// a reverse proxy on the app's.
+	CORSOrigins []string `mapstructure:"cors_origins"`
 }
 
 // Upstream is one origin event stream devices subscribe to.

@@ -209,6 +209,25 @@ func (s StreamConfig) validate(p *problems) {
 	if s.SendBuffer <= 0 {
 		p.add("stream.send_buffer", "must be > 0, got %d", s.SendBuffer)
 	}
+	for i, o := range s.CORSOrigins {
+		if err := checkWebOrigin(o); err != nil {
+			p.add(fmt.Sprintf("stream.cors_origins[%d]", i), "%v", err)
+		}
+	}
+}
+
+// checkWebOrigin accepts "*" or a browser origin: scheme://host[:port],
+// nothing after it (browsers send exactly that in the Origin header).
+func checkWebOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q is not \"*\" or an origin like https://app.example", o)
+	}
+	return nil
 }
 
 func (u Upstream) validate(p *problems, key string) {

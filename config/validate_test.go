@@ -104,6 +104,9 @@ func TestValidateRejects(t *testing.T) {
 		{"redis url bad db", func(c *config.Config) {
 			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/notadb", LeaseTTL: config.DefaultLeaseTTL}
 		}, "store.redis_url", "not a redis URL"},
+		{"cors origin with a path", func(c *config.Config) {
+			c.Stream.CORSOrigins = []string{"https://app.example", "https://app.example/page"}
+		}, "stream.cors_origins[1]", "not \"*\" or an origin"},
 		{"lease ttl too short", func(c *config.Config) {
 			c.Store = config.StoreConfig{Driver: "redis", RedisURL: "redis://h:6379/0", LeaseTTL: 10 * time.Millisecond}
 		}, "store.lease_ttl", "at least 100ms"},

@@ -35,7 +35,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("/readyz", g.handleReady)
 	mux.Handle("/metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { writeError(w, errNotFound) })
-	return mux
+	return withCORS(g.cfg.Stream.CORSOrigins, mux)
 }
 
 func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {

@@ -235,3 +235,34 @@ func TestSleepHandsOverToPerDeviceOrigin(t *testing.T) {
 		t.Fatalf("sleep on an unknown upstream: %d %+v", code, body)
 	}
 }
+
+func TestCORS(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Stream.CORSOrigins = []string{"https://app.example"} })
+	cases := []struct {
+		name, method, origin string
+		wantAllow            string
+		wantCode             int
+	}{
+		{"preflight from the app", "OPTIONS", "https://app.example", "https://app.example", 204},
+		{"request from the app", "GET", "https://app.example", "https://app.example", 200},
+		{"another origin", "GET", "https://evil.example", "", 200},
+		{"preflight from another origin", "OPTIONS", "https://evil.example", "", 405},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(c.method, e.front.URL+"/v1/vapid", nil)
+			req.Header.Set("Origin", c.origin)
+			if c.method == "OPTIONS" {
+				req.Header.Set("Access-Control-Request-Method", "POST")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != c.wantAllow || resp.StatusCode != c.wantCode {
+				t.Fatalf("%d, Allow-Origin %q; want %d, %q", resp.StatusCode, got, c.wantCode, c.wantAllow)
+			}
+		})
+	}
+}
