@@ -20,3 +20,5 @@ bench:
 fuzz:
 	go test -run '^$$' -fuzz FuzzRoundTrip -fuzztime 30s ./upstream
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./upstream
+	go test -run '^$$' -fuzz FuzzRequests -fuzztime 30s ./proxy
+	go test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./config
