@@ -51,7 +51,11 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger) (*
 	if id == "" {
 		id = defaultReplicaID()
 	}
-	cl, err := redisstore.NewCluster(st, id, redisstore.ClusterOptions{LeaseTTL: cfg.Store.LeaseTTL, Logger: logger})
+	// A dead replica's devices count as awake until their presence lapses:
+	// keep that about as short as the time its streams take to move.
+	cl, err := redisstore.NewCluster(st, id, redisstore.ClusterOptions{
+		LeaseTTL: cfg.Store.LeaseTTL, PresenceTTL: 2 * cfg.Store.LeaseTTL, Logger: logger,
+	})
 	if err != nil {
 		st.Close()
 		return nil, err

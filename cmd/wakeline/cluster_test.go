@@ -408,4 +408,85 @@ func TestClusterFailoverAndRedisRestart(t *testing.T) {
 	if n := c.origin.Open(); n != 1 {
 		t.Fatalf("%d origin connections after the Redis restart, want 1", n)
 	}
+
+	// Every device goes to sleep: one wake each, whichever replica holds
+	// the origin and whichever the device was last connected to.
+	cancel()
+	wg.Wait()
+	drainWakes(c.push)
+	c.eventually("every device asleep", func() bool { return c.awake(devs) == 0 })
+	c.emit(151, 155)
+	woken := map[string]int{}
+	for len(woken) < len(devs) {
+		select {
+		case w := <-c.push.Received():
+			if w.Err != nil {
+				t.Fatalf("push service refused a wake: %v", w.Err)
+			}
+			woken[w.Msg.Device]++
+		case <-t.Context().Done():
+			t.Fatalf("woken %v, want all %d devices", woken, len(devs))
+		}
+	}
+	c.eventually("155 pending for every device", func() bool { return c.pendingAll(devs, 5) })
+	drainWakes(c.push) // count what came meanwhile
+	for _, d := range devs {
+		if woken[d.id] != 1 {
+			t.Errorf("device %s woken %d times, want once", d.id, woken[d.id])
+		}
+	}
+}
+
+// drainWakes empties the push service's record.
+func drainWakes(p *pushtest.Server) {
+	for {
+		select {
+		case <-p.Received():
+		default:
+			return
+		}
+	}
+}
+
+// deviceState is what GET /v1/devices/{id} says of a device's one upstream.
+func (c *cluster) deviceState(d *clusterDevice) (pending int64, connected bool) {
+	for _, r := range c.live() {
+		req, _ := http.NewRequest("GET", r.base+"/v1/devices/"+d.id, nil)
+		req.Header.Set("Authorization", "Bearer "+d.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Subscriptions []struct {
+				Pending   int64 `json:"pending"`
+				Connected bool  `json:"connected"`
+			} `json:"subscriptions"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err == nil && len(st.Subscriptions) == 1 {
+			return st.Subscriptions[0].Pending, st.Subscriptions[0].Connected
+		}
+	}
+	return -1, true
+}
+
+func (c *cluster) awake(devs []*clusterDevice) int {
+	n := 0
+	for _, d := range devs {
+		if _, connected := c.deviceState(d); connected {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *cluster) pendingAll(devs []*clusterDevice, want int64) bool {
+	for _, d := range devs {
+		if p, _ := c.deviceState(d); p != want {
+			return false
+		}
+	}
+	return true
 }
