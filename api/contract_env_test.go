@@ -17,10 +17,9 @@ import (
 	"github.com/pb33f/libopenapi-validator/config"
 
 	"github.com/wakeline/wakeline/api"
-	wlconfig "github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/push/pushtest"
-	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
@@ -59,31 +58,14 @@ func newContract(t *testing.T) *contract {
 
 func (c *contract) start() {
 	t := c.t
-	cfg := wlconfig.Default()
-	cfg.Auth.RegistrationTokens = []string{regToken}
-	cfg.Push.AllowInsecureEndpoints = true
-	cfg.Push.Subject = "mailto:ops@example.com"
-	cfg.Upstreams = []wlconfig.Upstream{{
-		Name: "news", URL: c.origin.URL,
-		Retry:  wlconfig.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
-		Buffer: wlconfig.BufferConfig{MaxEvents: 1000, MaxAge: time.Hour},
-	}}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "wakeline.db"), bolt.Options{})
+	g, err := proxytest.Start(t.Context(), proxytest.Options{
+		Config: proxytest.Config(c.origin.URL), Path: filepath.Join(t.TempDir(), "wakeline.db"),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, keys, err := proxy.NewSender(t.Context(), cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.gw, err = proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.gw.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(c.gw.Handler())
+	c.gw = g.Gateway
+	front := httptest.NewServer(g.Handler())
 	c.base = front.URL
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -92,7 +74,7 @@ func (c *contract) start() {
 			t.Errorf("closing the gateway: %v", err)
 		}
 		front.Close()
-		if err := st.Close(); err != nil {
+		if err := g.Close(ctx); err != nil {
 			t.Errorf("closing the store: %v", err)
 		}
 		c.client.CloseIdleConnections()

@@ -13,13 +13,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wakeline/wakeline/api"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/upstream"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const regToken = "reg-secret"
+const regToken = proxytest.RegistrationToken
 
 // device is a registered device.
 type device struct {

@@ -15,14 +15,14 @@ import (
 
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/push/pushtest"
 	"github.com/wakeline/wakeline/store"
-	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
-const regToken = "reg-secret"
+const regToken = proxytest.RegistrationToken
 
 // env is a gateway over real HTTP on loopback with a bolt file, a real
 // origin and a push service that decrypts and checks VAPID.
@@ -37,7 +37,8 @@ type env struct {
 	slowAfter time.Duration
 	// wrap, if set before start, wraps the store the gateway uses.
 	wrap  func(store.Store) store.Store
-	st    store.Store
+	g     *proxytest.Gateway
+	st    store.Store // the bolt store under the gateway
 	gw    *proxy.Gateway
 	front *httptest.Server
 }
@@ -50,19 +51,10 @@ func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 	t.Cleanup(e.origin.Close)
 	t.Cleanup(e.push.Close)
 	e.path = filepath.Join(t.TempDir(), "wakeline.db")
-	cfg := config.Default()
-	cfg.Auth.RegistrationTokens = []string{regToken}
-	cfg.Push.AllowInsecureEndpoints = true
-	cfg.Push.Subject = "mailto:ops@example.com"
-	cfg.Upstreams = []config.Upstream{{
-		Name: "news", URL: e.origin.URL,
-		Retry:  config.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
-		Buffer: config.BufferConfig{MaxEvents: 10000, MaxAge: time.Hour},
-	}}
+	e.cfg = proxytest.Config(e.origin.URL)
 	if mutate != nil {
-		mutate(&cfg)
+		mutate(&e.cfg)
 	}
-	e.cfg = cfg
 	e.start()
 	return e
 }
@@ -72,44 +64,34 @@ func newEnv(t testing.TB, mutate func(*config.Config)) *env {
 func (e *env) start() {
 	t := e.t
 	t.Helper()
-	st, err := bolt.Open(e.path, bolt.Options{})
+	g, err := proxytest.Start(t.Context(), proxytest.Options{
+		Config: e.cfg, Path: e.path, Wrap: e.wrap,
+		Proxy: proxy.Options{SlowDeviceTimeout: e.slowAfter},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, keys, err := proxy.NewSender(t.Context(), e.cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gst store.Store = st
-	if e.wrap != nil {
-		gst = e.wrap(st)
-	}
-	gw, err := proxy.New(proxy.Options{Config: e.cfg, Store: gst, Sender: sender, VAPIDPublicKey: keys.Public, SlowDeviceTimeout: e.slowAfter})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	e.st, e.gw = st, gw
-	e.front = httptest.NewServer(gw.Handler())
+	e.g, e.st, e.gw = g, g.Store, g.Gateway
+	e.front = httptest.NewServer(g.Handler())
 	t.Cleanup(e.stop)
 }
 
 func (e *env) stop() {
-	if e.gw == nil {
+	if e.g == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The gateway ends the device streams first, so that the front's Close
+	// does not wait on them; the store closes last.
 	if err := e.gw.Close(ctx); err != nil {
 		e.t.Errorf("closing gateway: %v", err)
 	}
 	e.front.Close()
-	if err := e.st.Close(); err != nil {
+	if err := e.g.Close(ctx); err != nil {
 		e.t.Errorf("closing store: %v", err)
 	}
-	e.gw = nil
+	e.g = nil
 }
 
 // do sends a JSON request and decodes a JSON answer into out (if not nil).

@@ -16,13 +16,13 @@ import (
 
 	"github.com/wakeline/wakeline/config"
 	"github.com/wakeline/wakeline/proxy"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/push/pushtest"
-	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
-const regToken = "bench"
+const regToken = proxytest.RegistrationToken
 
 // rig is a gateway with its origin and push service.
 type rig struct {
@@ -39,29 +39,18 @@ func newRig(ctx context.Context, mutate func(*config.Config), onWake func(device
 	if err != nil {
 		return nil, err
 	}
-	st, err := bolt.Open(filepath.Join(dir, "bench.db"), bolt.Options{})
-	if err != nil {
-		return nil, err
-	}
-	cfg := config.Default()
-	cfg.Auth.RegistrationTokens = []string{regToken}
-	cfg.Push.Subject = "mailto:bench@wakeline.example"
-	cfg.Push.AllowInsecureEndpoints = true
-	up := config.DefaultUpstream()
-	up.Name, up.URL = "news", r.origin.URL
-	up.Buffer.MaxEvents = 100000
-	cfg.Upstreams = []config.Upstream{up}
+	cfg := proxytest.Config(r.origin.URL)
+	cfg.Upstreams[0].Buffer.MaxEvents = 100000
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	sender, keys, err := proxy.NewSender(ctx, cfg, st, nil)
+	g, err := proxytest.Start(ctx, proxytest.Options{
+		Config: cfg, Path: filepath.Join(dir, "bench.db"), Proxy: proxy.Options{OnWake: onWake},
+	})
 	if err != nil {
 		return nil, err
 	}
-	gw, err := proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public, OnWake: onWake})
-	if err != nil {
-		return nil, err
-	}
+	gw := g.Gateway
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -74,7 +63,7 @@ func newRig(ctx context.Context, mutate func(*config.Config), onWake func(device
 	r.stop = func() {
 		cancel()
 		<-done
-		st.Close()
+		_ = g.Close(context.Background())
 		r.origin.Close()
 		r.push.Close()
 		os.RemoveAll(dir)

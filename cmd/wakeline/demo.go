@@ -12,9 +12,8 @@ import (
 
 	"github.com/wakeline/wakeline"
 	"github.com/wakeline/wakeline/config"
-	"github.com/wakeline/wakeline/proxy"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/push/pushtest"
-	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
@@ -71,39 +70,24 @@ func startDemoGateway(ctx context.Context, originURL, listen string) (string, fu
 	if err != nil {
 		return "", nil, err
 	}
-	st, err := bolt.Open(filepath.Join(dir, "demo.db"), bolt.Options{})
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
-	cfg := demoConfig(originURL)
-	sender, keys, err := proxy.NewSender(ctx, cfg, st, nil)
-	if err == nil {
-		var gw *proxy.Gateway
-		gw, err = proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
-		if err == nil {
-			return serveDemo(ctx, gw, listen, st.Close, dir)
-		}
-	}
-	st.Close()
-	os.RemoveAll(dir)
-	return "", nil, err
-}
-
-func serveDemo(ctx context.Context, gw *proxy.Gateway, listen string, closeStore func() error, dir string) (string, func(), error) {
-	ln, err := net.Listen("tcp", listen)
+	g, err := proxytest.Start(ctx, proxytest.Options{Config: demoConfig(originURL), Path: filepath.Join(dir, "demo.db")})
 	if err != nil {
-		closeStore()
+		ln.Close()
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
-	go func() { done <- gw.ServeHandler(sctx, ln, wakeline.WebHandler(gw.Handler())) }()
+	go func() { done <- g.ServeHandler(sctx, ln, wakeline.WebHandler(g.Handler())) }()
 	stop := func() {
 		cancel()
 		<-done
-		closeStore()
+		_ = g.Close(context.Background())
 		os.RemoveAll(dir)
 	}
 	return "http://" + ln.Addr().String(), stop, nil

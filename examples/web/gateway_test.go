@@ -15,14 +15,12 @@ import (
 	"time"
 
 	"github.com/wakeline/wakeline"
-	"github.com/wakeline/wakeline/config"
-	"github.com/wakeline/wakeline/proxy"
+	"github.com/wakeline/wakeline/proxy/proxytest"
 	"github.com/wakeline/wakeline/push/pushtest"
-	"github.com/wakeline/wakeline/store/bolt"
 	"github.com/wakeline/wakeline/upstream/upstreamtest"
 )
 
-const regToken = "reg-secret"
+const regToken = proxytest.RegistrationToken
 
 // gateway is wakeline in process, as `wakeline demo` serves it (the API
 // and the page at /demo/), behind a simulated network, with a real origin
@@ -41,32 +39,14 @@ func startGateway(t *testing.T) *gateway {
 	g := &gateway{t: t, origin: upstreamtest.New(), push: pushtest.New(), client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(g.origin.Close)
 	t.Cleanup(g.push.Close)
-	cfg := config.Default()
-	cfg.Auth.RegistrationTokens = []string{regToken}
-	cfg.Push.AllowInsecureEndpoints = true
-	cfg.Push.Subject = "mailto:ops@example.com"
+	cfg := proxytest.Config(g.origin.URL)
 	// The page's EventSource comes back this soon after losing its stream.
 	cfg.Stream.Retry = 200 * time.Millisecond
-	cfg.Upstreams = []config.Upstream{{
-		Name: "news", URL: g.origin.URL,
-		Retry:  config.RetryConfig{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
-		Buffer: config.BufferConfig{MaxEvents: 1000, MaxAge: time.Hour},
-	}}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "wakeline.db"), bolt.Options{})
+	pg, err := proxytest.Start(t.Context(), proxytest.Options{Config: cfg, Path: filepath.Join(t.TempDir(), "wakeline.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sender, keys, err := proxy.NewSender(t.Context(), cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, err := proxy.New(proxy.Options{Config: cfg, Store: st, Sender: sender, VAPIDPublicKey: keys.Public})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	gw := pg.Gateway
 	g.net = newNetwork(wakeline.WebHandler(gw.Handler()))
 	front := httptest.NewUnstartedServer(g.net)
 	front.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
@@ -81,7 +61,7 @@ func startGateway(t *testing.T) *gateway {
 			t.Errorf("closing the gateway: %v", err)
 		}
 		front.Close()
-		if err := st.Close(); err != nil {
+		if err := pg.Close(ctx); err != nil {
 			t.Errorf("closing the store: %v", err)
 		}
 		g.client.CloseIdleConnections()
