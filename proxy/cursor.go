@@ -14,7 +14,7 @@ import (
 // cursorFlushEvery is how often delivered positions are written to the
 // store. Between flushes a crash can make a device that resumes without a
 // Last-Event-ID see up to this much again; one that sends its id never does.
-const cursorFlushEvery = 250 * time.Millisecond
+const cursorFlushEvery = time.Second
 
 // cursorShards spreads the cursor maps over several locks: thousands of
 // device streams set their cursor at the same instant after each event.
@@ -121,9 +121,17 @@ func (c *cursors) take() map[cursorKey]uint64 {
 	return batch
 }
 
-// flush writes every pending cursor, concurrently so the store can group them.
+// cursorBatch is how many cursors one SetCursors call carries.
+const cursorBatch = 1000
+
+// flush writes every pending cursor: in batches when the store can
+// (store.CursorBatcher), else one by one, concurrently so that the store
+// can group them.
 func (c *cursors) flush(ctx context.Context) error {
 	batch := c.take()
+	if b, ok := c.st.(store.CursorBatcher); ok {
+		return c.flushBatches(ctx, b, batch)
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(32)
 	for k, pos := range batch {
@@ -137,6 +145,29 @@ func (c *cursors) flush(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+func (c *cursors) flushBatches(ctx context.Context, b store.CursorBatcher, batch map[cursorKey]uint64) error {
+	updates := make([]store.CursorUpdate, 0, min(len(batch), cursorBatch))
+	write := func() {
+		if err := b.SetCursors(ctx, updates); err != nil {
+			c.log.Warn("proxy: saving cursors", slog.Int("count", len(updates)), slog.Any(keyErr, err))
+			for _, u := range updates {
+				c.requeue(cursorKey{u.Device, u.Upstream}, u.Pos) // try again next time
+			}
+		}
+		updates = updates[:0]
+	}
+	for k, pos := range batch {
+		updates = append(updates, store.CursorUpdate{Device: k.device, Upstream: k.upstream, Pos: pos})
+		if len(updates) == cursorBatch {
+			write()
+		}
+	}
+	if len(updates) > 0 {
+		write()
+	}
+	return nil
 }
 
 // run flushes periodically until ctx ends, then once more with flushCtx.

@@ -233,3 +233,18 @@ type Notice struct {
 	Stream string `json:"stream,omitempty"`
 	Device string `json:"device,omitempty"`
 }
+
+// CursorUpdate is one cursor of a SetCursors batch.
+type CursorUpdate struct {
+	Device, Upstream string
+	Pos              uint64
+}
+
+// CursorBatcher is an optional power of a store, found by type assertion:
+// SetCursors records many cursors in one write (one commit, one round
+// trip), each with SetCursor's rules, except that an update for a device
+// or upstream that no longer exists is skipped rather than an error. The
+// gateway flushes the cursors of thousands of live devices with it.
+type CursorBatcher interface {
+	SetCursors(ctx context.Context, updates []CursorUpdate) error
+}

@@ -50,6 +50,28 @@ func (s *Store) SetCursor(ctx context.Context, device, upstream string, pos uint
 	return err
 }
 
+var _ store.CursorBatcher = (*Store)(nil)
+
+// SetCursors records every cursor of updates in one commit.
+func (s *Store) SetCursors(ctx context.Context, updates []store.CursorUpdate) error {
+	return s.batch(ctx, "set cursors", func(tx *bbolt.Tx) error {
+		for _, u := range updates {
+			b, stream := subBucket(tx, u.Device, u.Upstream)
+			if stream == nil {
+				continue // deleted or unsubscribed meanwhile
+			}
+			key := devKey(kindCursor, u.Upstream)
+			if u.Pos <= u64(b.Get(key)) {
+				continue
+			}
+			if err := b.Put(key, u64Bytes(u.Pos)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Cursor returns the device's cursor for upstream and the kept events after
 // it, from the stream's head: four key lookups whatever the log's length.
 func (s *Store) Cursor(ctx context.Context, device, upstream string) (uint64, int64, error) {

@@ -42,6 +42,32 @@ func (s *Store) SetCursor(ctx context.Context, device, upstream string, pos uint
 	return nil
 }
 
+var _ store.CursorBatcher = (*Store)(nil)
+
+// SetCursors runs SetCursor's script for every update in one pipeline: one
+// round trip. The script skips a device or upstream that is gone.
+func (s *Store) SetCursors(ctx context.Context, updates []store.CursorUpdate) error {
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	for _, u := range updates {
+		if err := store.CheckName("device", u.Device); err != nil {
+			return err
+		}
+		if err := store.CheckName("upstream", u.Upstream); err != nil {
+			return err
+		}
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, u := range updates {
+			// Eval, not EvalSha: a pipeline cannot fall back on NOSCRIPT.
+			setCursorScript.Eval(ctx, p, []string{s.key("dev:", u.Device)}, u.Upstream, strconv.FormatUint(u.Pos, 10))
+		}
+		return nil
+	})
+	return s.wrap("set cursors", err)
+}
+
 // Cursor returns the device's cursor for upstream and the kept events after
 // it, from one script reading three fields and a stream's length.
 func (s *Store) Cursor(ctx context.Context, device, upstream string) (uint64, int64, error) {

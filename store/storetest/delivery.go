@@ -70,6 +70,30 @@ func testCursorPendingAfterEvict(t *testing.T, s store.Store) {
 	wantCursor(t, s, "dev1", "news", 8, 0)
 }
 
+// testSetCursors checks the optional batch write of cursors, when the
+// store offers it: SetCursor's rules, and gone devices skipped.
+func testSetCursors(t *testing.T, s store.Store) {
+	b, ok := s.(store.CursorBatcher)
+	if !ok {
+		t.Skip("the store has no SetCursors")
+	}
+	ctx := context.Background()
+	mustCreate(t, s, device("dev1"))
+	mustCreate(t, s, device("dev2"))
+	mustAppend(t, s, "u/news", evs("n", 10), "n10")
+	must(t, "SetCursors", b.SetCursors(ctx, []store.CursorUpdate{
+		{Device: "dev1", Upstream: "news", Pos: 4},
+		{Device: "dev2", Upstream: "news", Pos: 7},
+		{Device: "ghost", Upstream: "news", Pos: 1},  // no such device: skipped
+		{Device: "dev1", Upstream: "sports", Pos: 1}, // no such upstream: skipped
+	}))
+	wantCursor(t, s, "dev1", "news", 4, 6)
+	wantCursor(t, s, "dev2", "news", 7, 3)
+	must(t, "SetCursors backwards", b.SetCursors(ctx, []store.CursorUpdate{{Device: "dev1", Upstream: "news", Pos: 2}}))
+	wantCursor(t, s, "dev1", "news", 4, 6)
+	must(t, "SetCursors empty", b.SetCursors(ctx, nil))
+}
+
 func testClaimWake(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	mustCreate(t, s, device("dev1"))

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeleteDeviceReuseID", testDeleteDeviceReuseID},
 		{"Cursor", testCursor},
 		{"CursorNotFound", testCursorNotFound},
+		{"SetCursors", testSetCursors},
 		{"CursorPendingAfterEvict", testCursorPendingAfterEvict},
 		{"ClaimWake", testClaimWake},
 		{"ClaimWakeConcurrent", testClaimWakeConcurrent},
