@@ -60,8 +60,12 @@ var (
 	bucketEvents  = []byte("events")
 	bucketDevices = []byte("devices")
 	bucketSubs    = []byte("subs")
+	// bucketCursors holds every cursor, keyed "<device>\x00<upstream>", in
+	// one flat bucket: a flush of thousands of cursors then rewrites a few
+	// dozen pages, not one per device bucket.
+	bucketCursors = []byte("cursors")
 
-	allBuckets = [][]byte{bucketMeta, bucketHeads, bucketEvents, bucketDevices, bucketSubs}
+	allBuckets = [][]byte{bucketMeta, bucketHeads, bucketEvents, bucketDevices, bucketSubs, bucketCursors}
 
 	keyFormat = []byte("format")
 	keySchema = []byte("schema")

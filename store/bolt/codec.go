@@ -242,11 +242,9 @@ func devKey(kind byte, upstream string) []byte {
 	return append([]byte{kind}, upstream...)
 }
 
-const (
-	kindStream = 's'
-	kindCursor = 'c'
-	kindWake   = 'w'
-)
+// kindStream prefixes the key of a device's stream for an upstream in its
+// bucket.
+const kindStream = 's'
 
 func u64(v []byte) uint64 {
 	if len(v) != 8 {

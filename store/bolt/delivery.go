@@ -34,20 +34,31 @@ func noSub(device, upstream string) error {
 func (s *Store) SetCursor(ctx context.Context, device, upstream string, pos uint64) error {
 	var found bool
 	err := s.batch(ctx, "set cursor", func(tx *bbolt.Tx) error {
-		b, stream := subBucket(tx, device, upstream)
-		if found = stream != nil; !found {
+		found = false
+		if _, stream := subBucket(tx, device, upstream); stream == nil {
 			return nil
 		}
-		key := devKey(kindCursor, upstream)
-		if pos <= u64(b.Get(key)) {
-			return nil
-		}
-		return b.Put(key, u64Bytes(pos))
+		found = true
+		return putCursor(tx, device, upstream, pos)
 	})
 	if err == nil && !found {
 		err = noSub(device, upstream)
 	}
 	return err
+}
+
+// cursorKey names a cursor in bucketCursors.
+func cursorKey(device, upstream string) []byte {
+	return []byte(device + "\x00" + upstream)
+}
+
+// putCursor moves a cursor forward, never back.
+func putCursor(tx *bbolt.Tx, device, upstream string, pos uint64) error {
+	b, key := tx.Bucket(bucketCursors), cursorKey(device, upstream)
+	if pos <= u64(b.Get(key)) {
+		return nil
+	}
+	return b.Put(key, u64Bytes(pos))
 }
 
 var _ store.CursorBatcher = (*Store)(nil)
@@ -56,15 +67,10 @@ var _ store.CursorBatcher = (*Store)(nil)
 func (s *Store) SetCursors(ctx context.Context, updates []store.CursorUpdate) error {
 	return s.batch(ctx, "set cursors", func(tx *bbolt.Tx) error {
 		for _, u := range updates {
-			b, stream := subBucket(tx, u.Device, u.Upstream)
-			if stream == nil {
+			if _, stream := subBucket(tx, u.Device, u.Upstream); stream == nil {
 				continue // deleted or unsubscribed meanwhile
 			}
-			key := devKey(kindCursor, u.Upstream)
-			if u.Pos <= u64(b.Get(key)) {
-				continue
-			}
-			if err := b.Put(key, u64Bytes(u.Pos)); err != nil {
+			if err := putCursor(tx, u.Device, u.Upstream, u.Pos); err != nil {
 				return err
 			}
 		}
@@ -78,7 +84,7 @@ func (s *Store) Cursor(ctx context.Context, device, upstream string) (uint64, in
 	var pos uint64
 	var pending int64
 	err := s.view(ctx, "cursor", func(tx *bbolt.Tx) error {
-		b, stream := subBucket(tx, device, upstream)
+		_, stream := subBucket(tx, device, upstream)
 		if stream == nil {
 			return abort{noSub(device, upstream)}
 		}
@@ -86,7 +92,7 @@ func (s *Store) Cursor(ctx context.Context, device, upstream string) (uint64, in
 		if err != nil {
 			return err
 		}
-		pos = u64(b.Get(devKey(kindCursor, upstream)))
+		pos = u64(tx.Bucket(bucketCursors).Get(cursorKey(device, upstream)))
 		pending = store.Pending(h.oldest, h.last, pos)
 		return nil
 	})

@@ -122,10 +122,11 @@ func syncSubs(tx *bbolt.Tx, b *bbolt.Bucket, id string, old, now []store.Subscri
 		if err := subs.Delete(subKey(sub.Stream, id)); err != nil {
 			return err
 		}
-		for _, kind := range []byte{kindStream, kindCursor, kindWake} {
-			if err := b.Delete(devKey(kind, sub.Upstream)); err != nil {
-				return err
-			}
+		if err := b.Delete(devKey(kindStream, sub.Upstream)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCursors).Delete(cursorKey(id, sub.Upstream)); err != nil {
+			return err
 		}
 	}
 	for _, sub := range now {
@@ -151,9 +152,12 @@ func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		subs := tx.Bucket(bucketSubs)
+		subs, cursors := tx.Bucket(bucketSubs), tx.Bucket(bucketCursors)
 		for _, sub := range d.Subscriptions {
 			if err := subs.Delete(subKey(sub.Stream, id)); err != nil {
+				return err
+			}
+			if err := cursors.Delete(cursorKey(id, sub.Upstream)); err != nil {
 				return err
 			}
 		}
