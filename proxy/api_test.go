@@ -86,6 +86,7 @@ func TestPrivatePushEndpointsRefusedByDefault(t *testing.T) {
 func TestMethodsPathsAndServiceEndpoints(t *testing.T) {
 	e := newEnv(t, nil)
 	d := e.register("news")
+	e.waitConnected() // the origin gauge has a series once a connection has a state
 	cases := []struct {
 		method, path, token string
 		code                int

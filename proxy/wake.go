@@ -166,6 +166,11 @@ func (w *waker) try(ctx context.Context, r wakeReq) (sent bool, err error) {
 	if awake, err := w.presence.Awake(ctx, r.key.device, r.key.upstream); err != nil || awake {
 		return false, err
 	}
+	// Nothing pending any more (the device read it before leaving): no wake.
+	_, pending, err := w.cursors.cursor(ctx, r.key.device, r.key.upstream)
+	if err != nil || pending == 0 {
+		return false, err
+	}
 	now := time.Now()
 	ok, err := w.st.ClaimWake(ctx, r.key.device, r.key.upstream, now, w.rewake)
 	if err != nil {
@@ -177,10 +182,6 @@ func (w *waker) try(ctx context.Context, r wakeReq) (sent bool, err error) {
 	w.mu.Lock()
 	w.outstanding[r.key] = now
 	w.mu.Unlock()
-	_, pending, err := w.cursors.cursor(ctx, r.key.device, r.key.upstream)
-	if err != nil {
-		return true, err
-	}
 	// The newest id at claim time: events that came after the request
 	// folded into this one wake.
 	_, last, err := w.st.Head(ctx, r.stream)
