@@ -274,6 +274,10 @@ func (g *Gateway) enter(ctx context.Context, k cursorKey, stream string) func() 
 			delete(g.awake, k)
 		}
 		g.mu.Unlock()
+		// The device connected and left: a new wake may go (INTERFACE.md).
+		// Clearing here too, not only on entering, mends a clear that a
+		// store outage made fail while the device was connected.
+		g.waker.clear(g.bg, k)
 		// Events stored while the device was leaving wake it at once.
 		if awake, err := g.presence.Awake(g.bg, k.device, k.upstream); err == nil && !awake {
 			g.wakeIfPending(k, stream)

@@ -417,6 +417,7 @@ func TestClusterFailoverAndRedisRestart(t *testing.T) {
 	c.eventually("every device asleep", func() bool { return c.awake(devs) == 0 })
 	c.emit(151, 155)
 	woken := map[string]int{}
+	deadline := time.After(30 * time.Second)
 	for len(woken) < len(devs) {
 		select {
 		case w := <-c.push.Received():
@@ -424,7 +425,7 @@ func TestClusterFailoverAndRedisRestart(t *testing.T) {
 				t.Fatalf("push service refused a wake: %v", w.Err)
 			}
 			woken[w.Msg.Device]++
-		case <-t.Context().Done():
+		case <-deadline:
 			t.Fatalf("woken %v, want all %d devices", woken, len(devs))
 		}
 	}
