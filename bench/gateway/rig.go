@@ -31,6 +31,7 @@ type rig struct {
 	base   string
 	client *http.Client
 	stop   func()
+	done   chan struct{} // closed by stop
 }
 
 func newRig(ctx context.Context, mutate func(*config.Config), onWake func(device, up string, received, answered time.Time, err error)) (*rig, error) {
@@ -60,7 +61,9 @@ func newRig(ctx context.Context, mutate func(*config.Config), onWake func(device
 	go func() { done <- gw.Serve(sctx, ln) }()
 	r.base = "http://" + ln.Addr().String()
 	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
+	r.done = make(chan struct{})
 	r.stop = func() {
+		close(r.done)
 		cancel()
 		<-done
 		_ = g.Close(context.Background())
@@ -122,6 +125,29 @@ func (r *rig) open(ctx context.Context, d dev, lastID string) (*http.Response, *
 		return nil, nil, fmt.Errorf("open: %d", resp.StatusCode)
 	}
 	return resp, upstream.NewDecoder(resp.Body), nil
+}
+
+// ready registers n devices, waits for the origin connection they make
+// the gateway open, and keeps the push service's record empty until the
+// rig stops.
+func (r *rig) ready(ctx context.Context, n int) ([]dev, error) {
+	devs, err := r.register(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.waitOrigin(ctx); err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			select {
+			case <-r.done:
+				return
+			case <-r.push.Received():
+			}
+		}
+	}()
+	return devs, nil
 }
 
 // waitOrigin waits for the gateway's origin connection.

@@ -44,14 +44,10 @@ func benchWake(ctx context.Context, n, rate, seconds int) error {
 		return err
 	}
 	defer r.stop()
-	devs, err := r.register(ctx, n)
+	devs, err := r.ready(ctx, n)
 	if err != nil {
 		return err
 	}
-	if err := r.waitOrigin(ctx); err != nil {
-		return err
-	}
-	go drain(ctx, r)
 	r.origin.Emit(upstreamtest.Event{ID: "0", Data: `{"n":0}`})
 	for mu.Lock(); len(burst) < n; mu.Lock() { // every device woken once
 		mu.Unlock()
@@ -88,17 +84,6 @@ func cycle(ctx context.Context, r *rig, d dev, last string) error {
 	return resp.Body.Close()
 }
 
-// drain empties the push service's record so it never fills.
-func drain(ctx context.Context, r *rig) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.push.Received():
-		}
-	}
-}
-
 // benchReplay: a device misses `missed` events, then reconnects; the time
 // from its request to reading the last event.
 func benchReplay(ctx context.Context, missed int) error {
@@ -107,15 +92,11 @@ func benchReplay(ctx context.Context, missed int) error {
 		return err
 	}
 	defer r.stop()
-	devs, err := r.register(ctx, 1)
+	devs, err := r.ready(ctx, 1)
 	if err != nil {
 		return err
 	}
 	d := devs[0]
-	if err := r.waitOrigin(ctx); err != nil {
-		return err
-	}
-	go drain(ctx, r)
 	data := `{"headline":"` + strings.Repeat("x", 200) + `"}`
 	for i := 0; i <= missed; i++ {
 		r.origin.Emit(upstreamtest.Event{ID: strconv.Itoa(i), Data: data})
@@ -161,14 +142,10 @@ func benchFanout(ctx context.Context, n, rate, seconds int) error {
 		return err
 	}
 	defer r.stop()
-	devs, err := r.register(ctx, n)
+	devs, err := r.ready(ctx, n)
 	if err != nil {
 		return err
 	}
-	if err := r.waitOrigin(ctx); err != nil {
-		return err
-	}
-	go drain(ctx, r)
 	events := rate * seconds
 	var lat samples
 	g, gctx := errgroup.WithContext(ctx)
