@@ -155,7 +155,7 @@ func TestRedisAway(t *testing.T) {
 	for name, call := range storeCalls(st) {
 		bounded(t, name+" (Redis killed)", 3*timeout, call)
 	}
-	held, release2, err := leadWithin(m, "u/o", ttl)
+	_, release2, err := leadWithin(m, "u/o", ttl)
 	if err == nil {
 		release2()
 		t.Fatalf("Lead succeeded with Redis down")
